@@ -1,0 +1,1 @@
+# (filled by the work on issue 5)
