@@ -1,5 +1,6 @@
-// `lethe eval`: teacher-forced per-sample log-prob sums over a token dataset, mean NLL per target
-// token and perplexity, as JSON.
+// `lethe eval`: CONFIG.yaml runs the TOFU / MUSE / probes evaluation of several models
+// (host/eval_run.c); --model M --data D the teacher-forced per-sample log-prob sums over a token
+// dataset, mean NLL per target token and perplexity, as JSON.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "dataset.h"
+#include "eval_run.h"
 #include "llama.h"
 #include "sha256.h"
 #include "strbuf.h"
@@ -18,23 +20,37 @@ int cmd_eval(int argc, char **argv) {
     CliOption opts[] = {
         {"--model", NULL, 0, "checkpoint.h5"},
         {"--data", NULL, 0, "token dataset .h5 (lethe tokenize)"},
-        {"--out", NULL, 0, "output JSON (default: print to stdout)"},
+        {"--out", NULL, 0, "with CONFIG: the output directory (overrides out:); with --data: "
+                           "the output JSON (default: print to stdout)"},
         {"--batch-tokens", "4096", 0, "tokens per forward pass (samples are packed)"},
     };
     const int n = sizeof opts / sizeof opts[0];
     const char *pos[1];
     int npos;
     Err e = {{0}};
-    int rc = cli_parse(argc, argv, opts, n, pos, 0, &npos, &e);
+    int rc = cli_parse(argc, argv, opts, n, pos, 1, &npos, &e);
     if (rc == 1) {
-        cli_usage("eval", "--model M.h5 --data D.h5 [--out E.json]",
-                  "Teacher-forced evaluation: for every sample the sum of log p(target) over its\n"
-                  "loss-masked target tokens and their count; overall the mean NLL per target\n"
-                  "token and its perplexity exp(mean NLL).",
+        cli_usage("eval", "CONFIG.yaml [--out DIR]  |  --model M.h5 --data D.h5 [--out E.json]",
+                  "With CONFIG.yaml (see configs/eval/): evaluates the models it lists on the\n"
+                  "TOFU and MUSE sets and probes it names (forget quality, model utility, truth\n"
+                  "ratio, ROUGE-L, VerbMem, KnowMem, PrivLeak and MIA AUCs, relearning and\n"
+                  "in-context probes, neighbour damage); writes DIR/eval.json and\n"
+                  "DIR/report.html and prints the comparison table.\n\n"
+                  "With --model and --data: teacher-forced evaluation of a token dataset: for\n"
+                  "every sample the sum of log p(target) over its loss-masked target tokens and\n"
+                  "their count; overall the mean NLL per target token and its perplexity.",
                   opts, n);
         return 0;
     }
     if (rc) return cli_fail("eval", &e);
+    if (npos == 1) {
+        if (cli_get(opts, n, "--model") || cli_get(opts, n, "--data")) {
+            err_set(&e, "give either CONFIG.yaml or --model/--data, not both");
+            return cli_fail("eval", &e);
+        }
+        if (eval_run_config(pos[0], cli_get(opts, n, "--out"), &e)) return cli_fail("eval", &e);
+        return 0;
+    }
     const char *model_path = cli_get(opts, n, "--model"), *data_path = cli_get(opts, n, "--data");
     const char *out_path = cli_get(opts, n, "--out");
     long budget;

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "dataset.h"
 #include "json.h"
+#include "qa.h"
 #include "strbuf.h"
 #include "textfile.h"
 #include "tokenizer.h"
@@ -93,30 +94,12 @@ static int tokenize_text(Builder *b, const Tokenizer *tok, char *text, const cha
 // Appends the template with its fields substituted; the text from "{answer}" on is the target.
 static int append_template(Builder *b, const Tokenizer *tok, const char *tmpl,
                            const char *question, const char *answer, Err *e) {
-    const char *cut = strstr(tmpl, "{answer}");
-    if (!cut) return err_set(e, "--template must contain {answer}");
     StrBuf ctx = {0}, tgt = {0};
-    for (int part = 0; part < 2; part++) {
-        StrBuf *out = part == 0 ? &ctx : &tgt;
-        const char *p = part == 0 ? tmpl : cut, *stop = part == 0 ? cut : tmpl + strlen(tmpl);
-        sb_printf(out, "%s", "");
-        while (p < stop) {
-            if (strncmp(p, "{question}", 10) == 0) {
-                sb_printf(out, "%s", question);
-                p += 10;
-            } else if (strncmp(p, "{answer}", 8) == 0) {
-                sb_printf(out, "%s", answer);
-                p += 8;
-            } else {
-                sb_printf(out, "%c", *p++);
-            }
-        }
-    }
-    int rc = ctx.failed || tgt.failed ? err_set(e, "out of memory")
-             : append_text(b, tok, ctx.data, 1, 0, e) || append_text(b, tok, tgt.data, 0, 1, e);
+    int rc = qa_format(tmpl, question, answer, &ctx, &tgt, e) ||
+             append_text(b, tok, ctx.data, 1, 0, e) || append_text(b, tok, tgt.data, 0, 1, e);
     sb_free(&ctx);
     sb_free(&tgt);
-    return rc;
+    return rc ? -1 : 0;
 }
 
 // JSON records in any of the layouts the TOFU files use (one array, JSON Lines, one array per
@@ -162,7 +145,7 @@ int cmd_tokenize(int argc, char **argv) {
         {"--out", NULL, 0, "output token dataset .h5"},
         {"--format", "auto", 0, "text, json (records: array, JSON Lines, array per line), or "
                                 "auto (json for .json/.jsonl)"},
-        {"--template", "Question: {question}\nAnswer: {answer}", 0,
+        {"--template", QA_DEFAULT_TEMPLATE, 0,
          "question/answer records: the text from {answer} on is the target"},
         {"--first", "0", 0, "json: only the first N records (0 = all)"},
         {"--separator", NULL, 0, "text: split documents on this string (e.g. '<|endoftext|>')"},

@@ -362,6 +362,14 @@ int llama_forward(const LlamaModel *m, LlamaActs *a, const Batch *b, double *sum
     return 0;
 }
 
+void llama_target_stats(const LlamaModel *m, LlamaActs *a, uint8_t *is_argmax, float *mu,
+                        float *var) {
+    if (a->n_targets > 0)
+        classifier_stats(is_argmax, mu, var, a->cls_scratch, a->xt, m->params + m->lm_head,
+                         a->targets, a->lse, a->n_targets, m->cfg.hidden_size,
+                         m->cfg.vocab_size);
+}
+
 int llama_forward_rows(const LlamaModel *m, LlamaActs *a, const Batch *b, Err *e) {
     return forward_trunk(m, a, b, e);
 }
@@ -520,4 +528,144 @@ int llama_decode_step(const LlamaModel *m, KVCache *c, int32_t token, float *log
     matmul_forward(logits, xn, w + m->lm_head, NULL, 1, D, cfg->vocab_size);
     c->length++;
     return 0;
+}
+
+// ---- batched decoding ----------------------------------------------------------------------
+
+int decode_scratch_init(DecodeScratch *s, const LlamaModel *m, int max_rows, Err *e) {
+    memset(s, 0, sizeof *s);
+    const ModelConfig *cfg = &m->cfg;
+    if (max_rows <= 0) return err_set(e, "a decoding step needs at least one row, not %d", max_rows);
+    const size_t D = cfg->hidden_size, F = cfg->intermediate_size;
+    const size_t Q = (size_t)cfg->num_attention_heads * cfg->head_dim;
+    const size_t KVD = (size_t)cfg->num_key_value_heads * cfg->head_dim;
+    const size_t P = (size_t)cfg->max_position_embeddings;
+    // Per row: x, xn, tmp (D), q, att (Q), k, v (KVD), gate, up (F), attention scores (P): each
+    // row has its own scores so rows of one cache can attend in parallel.
+    const size_t per_row = 3 * D + 2 * Q + 2 * KVD + 2 * F + P;
+    s->buf = malloc((size_t)max_rows * per_row * sizeof(float));
+    s->pos = malloc((size_t)max_rows * sizeof(int));
+    if (!s->buf || !s->pos) {
+        decode_scratch_free(s);
+        return err_set(e, "out of memory for a decoding step of %d rows (%zu MiB)", max_rows,
+                       (size_t)max_rows * per_row * sizeof(float) >> 20);
+    }
+    s->max_rows = max_rows;
+    return 0;
+}
+
+void decode_scratch_free(DecodeScratch *s) {
+    free(s->buf);
+    free(s->pos);
+    memset(s, 0, sizeof *s);
+}
+
+// Below this many multiply-adds of attention (summed over the rows) one thread does them all.
+#define DECODE_ATT_PAR_MIN ((size_t)1 << 15)
+
+int llama_decode_batch(const LlamaModel *m, KVCache *const *caches, const int32_t *tokens,
+                       const uint8_t *want_logits, int n, float *logits, DecodeScratch *s,
+                       Err *e) {
+    const ModelConfig *cfg = &m->cfg;
+    if (n <= 0 || n > s->max_rows)
+        return err_set(e, "a decoding step of %d rows; the scratch holds 1 to %d", n, s->max_rows);
+    for (int r = 0; r < n; r++)
+        if (tokens[r] < 0 || tokens[r] >= cfg->vocab_size)
+            return err_set(e, "row %d: token id %d is not below vocab_size %d", r, tokens[r],
+                           cfg->vocab_size);
+    // Positions: each row takes the next free one of its cache (a cache on several rows gets
+    // consecutive positions in row order). Undone if any cache overflows.
+    int full = -1;
+    for (int r = 0; r < n; r++) {
+        s->pos[r] = caches[r]->length++;
+        if (s->pos[r] >= caches[r]->capacity && full < 0) full = r;
+    }
+    if (full >= 0) {
+        for (int r = 0; r < n; r++) caches[r]->length--;
+        return err_set(e, "row %d: the sequence reached %d positions, its cache's capacity", full,
+                       caches[full]->capacity);
+    }
+    const int L = cfg->num_hidden_layers, H = cfg->num_attention_heads;
+    const int KV = cfg->num_key_value_heads, hd = cfg->head_dim;
+    const int D = cfg->hidden_size, F = cfg->intermediate_size, Q = H * hd, KVD = KV * hd;
+    const size_t P = (size_t)cfg->max_position_embeddings, N = (size_t)n;
+    const float *w = m->params;
+    float *x = s->buf, *xn = x + N * D, *tmp = xn + N * D, *q = tmp + N * D, *att = q + N * Q,
+          *k = att + N * Q, *v = k + N * KVD, *gate = v + N * KVD, *up = gate + N * F,
+          *scores = up + N * F;
+    float *rstd = scores; // (n), only outside attention
+    size_t att_work = 0;
+    for (int r = 0; r < n; r++) att_work += (size_t)(s->pos[r] + 1) * (size_t)Q * 2;
+
+    embedding_forward(x, tokens, w + m->embed, N, D);
+    for (int l = 0; l < L; l++) {
+        const LayerOffsets *o = &m->layers[l];
+        rmsnorm_forward(xn, rstd, x, w + o->ln1, N, D, cfg->rms_norm_eps);
+        matmul_forward(q, xn, w + o->wq, o->bq == NO_TENSOR ? NULL : w + o->bq, N, D, Q);
+        matmul_forward(k, xn, w + o->wk, o->bk == NO_TENSOR ? NULL : w + o->bk, N, D, KVD);
+        matmul_forward(v, xn, w + o->wv, o->bv == NO_TENSOR ? NULL : w + o->bv, N, D, KVD);
+        // Every row's K/V into its cache first: a prompt's rows attend to each other.
+        for (int r = 0; r < n; r++) {
+            const KVCache *c = caches[r];
+            const size_t at = ((size_t)l * c->capacity + (size_t)s->pos[r]) * KVD;
+            rope_forward_at(q + (size_t)r * Q, s->pos[r], H, hd, cfg->rope_theta);
+            rope_forward_at(k + (size_t)r * KVD, s->pos[r], KV, hd, cfg->rope_theta);
+            memcpy(c->k + at, k + (size_t)r * KVD, (size_t)KVD * sizeof(float));
+            memcpy(c->v + at, v + (size_t)r * KVD, (size_t)KVD * sizeof(float));
+        }
+        #pragma omp parallel for schedule(dynamic) if (n > 1 && att_work >= DECODE_ATT_PAR_MIN)
+        for (int r = 0; r < n; r++) {
+            const KVCache *c = caches[r];
+            const size_t layer = (size_t)l * c->capacity * KVD;
+            attention_decode(att + (size_t)r * Q, scores + (size_t)r * P, q + (size_t)r * Q,
+                             c->k + layer, c->v + layer, s->pos[r] + 1, H, KV, hd);
+        }
+        matmul_forward(tmp, att, w + o->wo, NULL, N, Q, D);
+        residual_forward(x, x, tmp, N * D);
+        rmsnorm_forward(xn, rstd, x, w + o->ln2, N, D, cfg->rms_norm_eps);
+        matmul_forward(gate, xn, w + o->wgate, NULL, N, D, F);
+        matmul_forward(up, xn, w + o->wup, NULL, N, D, F);
+        swiglu_forward(gate, gate, up, N * F);
+        matmul_forward(tmp, gate, w + o->wdown, NULL, N, F, D);
+        residual_forward(x, x, tmp, N * D);
+    }
+    // The head only on the rows whose next token is wanted (a prompt needs its last row's).
+    size_t M = 0;
+    for (int r = 0; r < n; r++)
+        if (!want_logits || want_logits[r])
+            memcpy(tmp + M++ * D, x + (size_t)r * D, (size_t)D * sizeof(float));
+    if (M > 0) {
+        rmsnorm_forward(xn, rstd, tmp, w + m->norm, M, D, cfg->rms_norm_eps);
+        matmul_forward(logits, xn, w + m->lm_head, NULL, M, D, cfg->vocab_size);
+    }
+    return 0;
+}
+
+int llama_next_logits_nocache(const LlamaModel *m, LlamaActs *a, const int32_t *tokens, int n,
+                              float *logits, Err *e) {
+    const ModelConfig *cfg = &m->cfg;
+    if (n <= 0 || n >= cfg->max_position_embeddings)
+        return err_set(e, "the reference forward takes 1 to %d tokens, not %d (one position is "
+                          "left for the dummy target)", cfg->max_position_embeddings - 1, n);
+    // One sample of the n tokens and a dummy one whose mask makes position n-1 the only target:
+    // its final-normed row is the one the LM head needs.
+    int32_t *ids = malloc(((size_t)n + 1) * sizeof(int32_t));
+    uint8_t *mask = calloc((size_t)n + 1, 1);
+    int rc = 0;
+    if (!ids || !mask) {
+        rc = err_set(e, "out of memory");
+        goto done;
+    }
+    memcpy(ids, tokens, (size_t)n * sizeof(int32_t));
+    ids[n] = 0;
+    mask[n] = 1;
+    int64_t offsets[2] = {0, (int64_t)n + 1};
+    Batch b = {1, (size_t)n + 1, ids, offsets, mask};
+    if ((rc = llama_forward_rows(m, a, &b, e))) goto done;
+    matmul_forward(logits, llama_target_rows(a), m->params + m->lm_head, NULL, 1,
+                   cfg->hidden_size, cfg->vocab_size);
+done:
+    free(ids);
+    free(mask);
+    return rc;
 }

@@ -83,6 +83,12 @@ int llama_forward_kl(const LlamaModel *m, LlamaActs *a, const Batch *b, const Ll
 size_t llama_n_targets(const LlamaActs *a);
 const int32_t *llama_target_sample(const LlamaActs *a);
 const float *llama_target_logprob(const LlamaActs *a);
+// Per-target statistics of the last llama_forward (not llama_forward_kl), for the evaluation's
+// memorisation and membership-inference metrics: whether the target is the argmax, and the mean
+// and variance of log p over the vocabulary under p (see classifier_stats). Arrays of
+// llama_n_targets() entries.
+void llama_target_stats(const LlamaModel *m, LlamaActs *a, uint8_t *is_argmax, float *mu,
+                        float *var);
 // Backward of the last forward. weight[j] = dLoss/dNLL of target j (NLL = -log p; after
 // llama_forward_kl: dLoss/dKL of target j), so every
 // objective of the GA/NPO family is a per-target weight. grads has the parameter layout and is
@@ -101,5 +107,31 @@ int kvcache_init(KVCache *c, const LlamaModel *m, int capacity, Err *e);
 void kvcache_free(KVCache *c);
 // Runs one token at position c->length, appends its K/V, writes logits (V) of the next token.
 int llama_decode_step(const LlamaModel *m, KVCache *c, int32_t token, float *logits, Err *e);
+
+// ---- batched decoding: several sequences, each over its own KV cache ------------------------
+// Scratch of llama_decode_batch for at most max_rows rows a step, allocated once and reused.
+typedef struct {
+    int max_rows;
+    float *buf; // per row: x, xn, tmp (D), q, att (Q), k, v (KVD), gate, up (F), scores (P)
+    int *pos;   // (max_rows) the position each row takes in its cache
+} DecodeScratch;
+
+int decode_scratch_init(DecodeScratch *s, const LlamaModel *m, int max_rows, Err *e);
+void decode_scratch_free(DecodeScratch *s);
+// One step over n rows: row r feeds tokens[r] to caches[r] at that cache's next free position.
+// A cache may take several consecutive rows (a prompt fed at once: positions length, length+1,
+// ...) as well as other caches' rows. Projections, MLP and LM head are GEMMs of n rows; RoPE
+// and attention run per row over its own cache once every row's K/V is in place, so each row
+// sees its sequence up to and including itself. logits (n_wanted, V): one row for each r with
+// want_logits[r] != 0 (want_logits NULL: every row), in row order. Each cache's length grows
+// by its row count; on error (a bad token, a full cache) no cache changes.
+int llama_decode_batch(const LlamaModel *m, KVCache *const *caches, const int32_t *tokens,
+                       const uint8_t *want_logits, int n, float *logits, DecodeScratch *s,
+                       Err *e);
+
+// The reference without a cache, for the tests: a full forward over tokens[0, n) (n below
+// max_position_embeddings) and logits (V) of the token that follows them.
+int llama_next_logits_nocache(const LlamaModel *m, LlamaActs *a, const int32_t *tokens, int n,
+                              float *logits, Err *e);
 
 #endif

@@ -19,6 +19,7 @@ static const Subcommand commands[] = {
     {"generate", cmd_generate, "generate text (greedy at temperature 0, else seeded sampling)"},
     {"unlearn", cmd_unlearn, "unlearn a forget set: GA, GradDiff, NPO, SimNPO (YAML config)"},
     {"finetune", cmd_finetune, "fine-tune on a dataset (target and gold-standard models)"},
+    {"report", cmd_report, "render report.html again from a saved eval.json"},
 };
 
 static void usage(FILE *f) {

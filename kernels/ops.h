@@ -89,6 +89,14 @@ void classifier_backward(float *dx, float *dw, float *scratch, const float *x, c
                          const int32_t *targets, const float *lse, const float *weight, size_t M,
                          int D, int V);
 
+// Per-row statistics of the same distribution p = softmax(x[m] @ w^T), for the evaluation:
+// is_argmax[m] = 1 when target[m] is the most likely token (the lowest id on ties, as
+// torch.argmax), mu[m] = sum_v p_v log p_v and var[m] = sum_v p_v (log p_v)^2 - mu[m]^2 (Min-K%++'s
+// normalisers). lse from classifier_forward on the same rows. Chunked like the forward.
+void classifier_stats(uint8_t *is_argmax, float *mu, float *var, float *scratch, const float *x,
+                      const float *w, const int32_t *targets, const float *lse, size_t M, int D,
+                      int V);
+
 // ---- fused classifier with a soft target: KL(p_ref || p) per row ------------------------
 // p = softmax(x[m] @ w^T), p_ref = softmax(xref[m] @ wref^T) (a frozen reference model's rows
 // and head). kl[m] = sum_v p_ref (log p_ref - log p); lse[m] = logsumexp of x[m] @ w^T.

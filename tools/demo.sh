@@ -3,7 +3,10 @@
 #   1. fine-tune stories260K on a TOFU subset (retain + forget)   -> the target model
 #   2. fine-tune stories260K on the retain part only              -> the gold-standard model
 #   3. unlearn the forget part from the target with NPO           -> the unlearned model
-#   4. evaluate the three: mean NLL per answer token on the forget and the retain set.
+#   4. evaluate the three: mean NLL per answer token on the forget and the retain set;
+#   5. the full comparison (lethe eval configs/eval/demo.yaml): TOFU forget quality, model
+#      utility, truth ratio, ROUGE-L; MUSE VerbMem, KnowMem, PrivLeak; relearning and
+#      in-context probes; eval.json, report.html and the table printed at the end.
 # Environment: LETHE=path/to/lethe skips the set-up and the build (tests/e2e/test_demo.sh uses
 # it); LETHE_DEMO_OUT sets the output directory (default demo-out/).
 set -euo pipefail
@@ -79,7 +82,12 @@ stage "2. finetune gold standard (retain only)" \
 stage "3. unlearn forget from target with NPO" \
   "$lethe" unlearn "$cfg/npo.yaml" model="$out/target/model.h5" \
   data.forget="$out/data/forget.h5" data.retain="$out/data/retain.h5" out="$out/npo"
-stage "4. evaluate the three models" evaluate
+stage "4. evaluate the three models (NLL)" evaluate
+# The eval config names the demo's default paths: point them at this run's output.
+sed -e "s#demo-out/#$out/#g" -e "s#data/tofu/#$root/data/tofu/#g" "$root/configs/eval/demo.yaml" \
+  >"$out/eval.yaml"
+stage "5. TOFU / MUSE / probes evaluation + report" \
+  "$lethe" eval "$out/eval.yaml" --out "$out/eval"
 
 nll() { awk -F': *' '/"mean_nll"/ { sub(/,.*/, "", $2); print $2 }' "$out/eval/$1-$2.json"; }
 {
@@ -110,9 +118,13 @@ awk -F'\t' '
            f["npo"] - f["target"], 100 * (r["npo"] - r["target"]) / r["target"]
   }' "$out/results.tsv"
 echo
+cat "$out/eval/summary.txt"
+echo
 echo "total $(secs "$t_start" "$(date +%s.%N)") s. Outputs in $out:"
 echo "  stories260K.h5                    the converted base model"
 echo "  data/{forget,retain,full}.h5      token datasets (and the .jsonl they came from)"
 echo "  target/ gold/ npo/                model.h5, metrics.jsonl, config.yaml, state/"
 echo "  eval/MODEL-SET.json               per-sample log-probs and mean NLL"
+echo "  eval/eval.json                    every metric, per set, per model (lethe eval)"
+echo "  eval/report.html                  the comparison report: tables, charts, curves"
 echo "  results.tsv                       the table above; demo.log: every command's output"

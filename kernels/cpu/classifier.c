@@ -73,3 +73,33 @@ void classifier_backward(float *dx, float *dw, float *scratch, const float *x, c
         }
     }
 }
+
+void classifier_stats(uint8_t *is_argmax, float *mu, float *var, float *scratch, const float *x,
+                      const float *w, const int32_t *targets, const float *lse, size_t M, int D,
+                      int V) {
+    size_t chunk = classifier_chunk_rows(M, V);
+    for (size_t m0 = 0; m0 < M; m0 += chunk) {
+        size_t rows = m0 + chunk < M ? chunk : M - m0;
+        // Same sgemm as the forward, so the logits match the saved lse bit for bit.
+        gemm_tiled(CblasNoTrans, CblasTrans, (int)rows, V, D, 1.0f, x + m0 * D, D, w, D, 0.0f,
+                   scratch, V);
+        #pragma omp parallel for schedule(static) if (rows * (size_t)V >= (1u << 15))
+        for (size_t r = 0; r < rows; r++) {
+            const float *l = scratch + r * V;
+            const int32_t target = targets[m0 + r];
+            const float lse_r = lse[m0 + r];
+            int best = 0;
+            double s1 = 0.0, s2 = 0.0; // in double: the variance is a difference of two sums
+            for (int j = 0; j < V; j++) {
+                if (l[j] > l[best]) best = j;
+                double logp = (double)l[j] - lse_r;
+                double p = exp(logp);
+                s1 += p * logp;
+                s2 += p * logp * logp;
+            }
+            is_argmax[m0 + r] = best == target; // best: the first index of the maximum
+            mu[m0 + r] = (float)s1;
+            var[m0 + r] = (float)(s2 - s1 * s1);
+        }
+    }
+}

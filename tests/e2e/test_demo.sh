@@ -44,3 +44,45 @@ for d in target gold npo; do
   done
 done
 echo "ok: target/, gold/ and npo/ hold model.h5, metrics.jsonl, config.yaml and state/"
+
+# Step 5: the comparison evaluation (lethe eval configs/eval/demo.yaml) and its report.
+ev="$work/eval/eval.json"
+[ -s "$ev" ] || fail "the demo wrote no $ev"
+[ -s "$work/eval/report.html" ] || fail "the demo wrote no eval/report.html"
+[ -s "$work/eval/summary.txt" ] || fail "the demo wrote no eval/summary.txt"
+/usr/bin/python3 - "$ev" <<'PY' || fail "eval.json does not show what the demo promises"
+import json, math, sys
+d = json.load(open(sys.argv[1]))
+v = d["values"]
+def val(m, k):
+    x = v[m].get(k)
+    assert x is not None and math.isfinite(x), f"{m}: {k} missing"
+    return x
+checks = [
+    # The gold model is the reference of forget quality and PrivLeak: KS of a sample against
+    # itself has p = 1, and its PrivLeak is 0 by definition.
+    ("gold forget quality is 1", val("gold", "tofu.forget_quality") == 1.0),
+    ("gold PrivLeak is 0", abs(val("gold", "muse.privleak")) < 1e-9),
+    # The target memorised the forget answers: more likely than under the gold model, and the
+    # membership-inference attacks separate forget from held-out authors.
+    ("target forget P > gold forget P", val("target", "tofu.forget.prob") > val("gold", "tofu.forget.prob")),
+    ("target Min-K% AUC > gold's", val("target", "muse.mia.min_k.auc") > val("gold", "muse.mia.min_k.auc")),
+    ("target forget quality < unlearned's", val("target", "tofu.forget_quality") < val("npo", "tofu.forget_quality")),
+    # NPO removed most of it: forget probability and VerbMem fall below the target's.
+    ("unlearned forget P < target's", val("npo", "tofu.forget.prob") < val("target", "tofu.forget.prob")),
+    ("unlearned VerbMem < target's", val("npo", "muse.verbmem_forget") < val("target", "muse.verbmem_forget")),
+    # Retain kept within 10% (the retain eval set is the retain training set).
+    ("unlearned retain P within 10% of target's",
+     abs(val("npo", "tofu.retain.prob") - val("target", "tofu.retain.prob")) <= 0.1 * val("target", "tofu.retain.prob")),
+]
+for m in ("target", "npo", "gold"):
+    for k in ("tofu.model_utility", "probe.relearn.after.prob", "probe.in_context.prob",
+              "neighbour.real_authors.prob_normalised", "muse.knowmem_retain"):
+        val(m, k)
+bad = [name for name, ok in checks if not ok]
+for name, ok in checks:
+    print(("ok: " if ok else "FAIL: ") + name)
+sys.exit(1 if bad else 0)
+PY
+grep -q "Forget quality" "$work/eval/summary.txt" || fail "summary.txt has no TOFU table"
+echo "ok: eval.json, report.html and summary.txt written with the expected comparisons"
