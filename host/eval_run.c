@@ -200,6 +200,12 @@ static int parse_config(EvalConfig *c, const JsonValue *root, Err *e) {
             return -1;
         if (!*s->path) return err_set(e, "%s: %s.path is required", c->path, where);
         if (!*s->name) snprintf(s->name, sizeof s->name, "model%zu", i + 1);
+        // Names become directory names (probes/relearn-NAME) and report labels.
+        if (strspn(s->name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-+") !=
+                strlen(s->name) ||
+            s->name[0] == '.')
+            return err_set(e, "%s: %s.name '%s': use letters, digits and _ . - + only", c->path,
+                           where, s->name);
         if (!*s->role) snprintf(s->role, sizeof s->role, "%s", "other");
         static const char *const roles[] = {"target", "unlearned", "gold", "base", "other", NULL};
         int ok = 0;
