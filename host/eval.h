@@ -68,6 +68,9 @@ int eval_generate(EvalCtx *c, const char *const *contexts, int n, int max_new_to
 int eval_generate_tokens(EvalCtx *c, int32_t *const *prompts, const int *n_prompt, int n,
                          int max_new_tokens, const char *const *stops, char **texts, Err *e);
 
+// text with each ill-formed UTF-8 subpart replaced by U+FFFD, exactly as Python's
+// bytes.decode("utf-8", errors="replace"); malloc'd, NULL on out of memory.
+char *utf8_replace_invalid(const char *text, size_t len);
 // Decodes ids (continuing after `prev`) to malloc'd UTF-8 text; bytes that do not form valid
 // UTF-8 (a character cut by byte-fallback tokens) become U+FFFD.
 char *eval_decode(const Tokenizer *tok, int prev, const int32_t *ids, int n);

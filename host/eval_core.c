@@ -145,32 +145,53 @@ int eval_score(EvalCtx *c, const SeqSet *s, int per_token, SeqScores *out, Err *
 
 // ---- generation --------------------------------------------------------------------------
 
-// Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not one.
-static int utf8_sequence_length(const unsigned char *s, size_t avail) {
+// At s: the length of a valid UTF-8 character (> 0), or minus the length of the "maximal
+// subpart" of an ill-formed one (the lead byte and the continuation bytes that could still have
+// been valid, at least 1), which Unicode (and Python's errors="replace") turns into one U+FFFD.
+static int utf8_scan(const unsigned char *s, size_t avail) {
     if (s[0] < 0x80) return 1;
-    int n = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 && s[0] < 0xE0 ? 2 : 0;
-    if (n == 0 || (size_t)n > avail) return 0;
-    for (int k = 1; k < n; k++)
-        if ((s[k] & 0xC0) != 0x80) return 0;
-    if (n == 3 && ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0))) return 0;
-    if (n == 4 && ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))) return 0;
-    return n;
+    int n = s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+            : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
+    if (n == 0) return -1;
+    // The second byte's range depends on the lead (no overlongs, surrogates or > U+10FFFF).
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (s[0] == 0xE0) lo = 0xA0;
+    if (s[0] == 0xED) hi = 0x9F;
+    if (s[0] == 0xF0) lo = 0x90;
+    if (s[0] == 0xF4) hi = 0x8F;
+    int k = 1;
+    for (; k < n && (size_t)k < avail; k++) {
+        unsigned char c = s[k];
+        if (k == 1 ? c < lo || c > hi : (c & 0xC0) != 0x80) break;
+    }
+    return k == n ? n : -k;
 }
 
-// Byte-fallback tokens can leave a partial character: each byte that is not part of valid UTF-8
-// becomes U+FFFD, as Python's bytes.decode(errors="replace") and HF tokenizers do.
+// Byte-fallback tokens can leave a partial character: each ill-formed subpart becomes one
+// U+FFFD, as Python's bytes.decode(errors="replace") and HF tokenizers do.
 static void append_valid_utf8(StrBuf *b, const char *text, size_t len) {
     const unsigned char *s = (const unsigned char *)text;
     for (size_t i = 0; i < len;) {
-        int n = utf8_sequence_length(s + i, len - i);
-        if (n) {
+        int n = utf8_scan(s + i, len - i);
+        if (n > 0) {
             sb_printf(b, "%.*s", n, (const char *)s + i);
             i += (size_t)n;
         } else {
             sb_printf(b, "\xEF\xBF\xBD");
-            i++;
+            i += (size_t)-n;
         }
     }
+}
+
+char *utf8_replace_invalid(const char *text, size_t len) {
+    StrBuf b = {0};
+    sb_printf(&b, "%s", "");
+    append_valid_utf8(&b, text, len);
+    if (b.failed) {
+        sb_free(&b);
+        return NULL;
+    }
+    return b.data;
 }
 
 char *eval_decode(const Tokenizer *tok, int prev, const int32_t *ids, int n) {

@@ -353,8 +353,8 @@ static const MetricInfo catalogue[] = {
     {"tofu.world_facts.rouge_l_recall", "TOFU", "World facts: ROUGE-L recall", "higher", 0, 0},
     {"tofu.world_facts.truth_ratio", "TOFU", "World facts: truth ratio", "higher", 0, 0},
     {"muse.verbmem_forget", "MUSE", "VerbMem on forget (ROUGE-L F1)", "gold", 1, 0},
-    {"muse.knowmem_forget", "MUSE", "KnowMem on forget (ROUGE-L recall)", "gold", 1, 0},
-    {"muse.knowmem_retain", "MUSE", "KnowMem on retain (ROUGE-L recall)", "higher", 1, 0},
+    {"muse.knowmem_forget", "MUSE", "KnowMem on forget (ROUGE-L F1)", "gold", 1, 0},
+    {"muse.knowmem_retain", "MUSE", "KnowMem on retain (ROUGE-L F1)", "higher", 1, 0},
     {"muse.privleak", "MUSE", "PrivLeak, Min-K% (%)", "zero", 1, 0},
     {"muse.mia.loss.auc", "MUSE", "MIA AUC, loss attack", "gold", 0, 0},
     {"muse.mia.zlib.auc", "MUSE", "MIA AUC, zlib attack", "gold", 0, 0},
@@ -571,13 +571,13 @@ static int eval_one_model(EvalRun *run, const ModelSpec *spec, EvalResult *r, do
     if (run->knowmem_forget.n) {
         if (tofu_eval_set(&c, &run->knowmem_forget, TOFU_FORGET, NULL, TOFU_ROUGE,
                           "muse.knowmem.forget", r, e) ||
-            copy_value(r, "muse.knowmem.forget.rouge_l_recall", "muse.knowmem_forget"))
+            copy_value(r, "muse.knowmem.forget.rouge_l_f1", "muse.knowmem_forget"))
             goto done;
     }
     if (run->knowmem_retain.n) {
         if (tofu_eval_set(&c, &run->knowmem_retain, TOFU_RETAIN, NULL, TOFU_ROUGE,
                           "muse.knowmem.retain", r, e) ||
-            copy_value(r, "muse.knowmem.retain.rouge_l_recall", "muse.knowmem_retain"))
+            copy_value(r, "muse.knowmem.retain.rouge_l_f1", "muse.knowmem_retain"))
             goto done;
     }
     if (run->muse_holdout.n &&
@@ -695,7 +695,7 @@ static int compare_with_gold(EvalRun *run, const EvalResult *gold, Err *e) {
 // ---- output --------------------------------------------------------------------------------
 
 static void json_number_or_null(StrBuf *b, double v) {
-    if (isfinite(v)) sb_printf(b, "%.10g", v);
+    if (isfinite(v)) sb_printf(b, "%.17g", v); // round-trips (gold_eval reads them back)
     else sb_printf(b, "null");
 }
 
