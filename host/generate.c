@@ -133,8 +133,8 @@ int generate_batch(const LlamaModel *m, GenerateRequest *reqs, int n, int max_ba
     const int V = m->cfg.vocab_size, context = m->cfg.max_position_embeddings;
     GenerateStats st = {0};
     if (n < 0 || max_batch < 1)
-        return err_set(e, "generation of %d requests with max_batch %d: both must be positive", n,
-                       max_batch);
+        return err_set(e, "generation of %d requests with max_batch %d: want n >= 0 and "
+                          "max_batch >= 1", n, max_batch);
     // Caches are sized once for the longest sequence any request can reach.
     int need = 0;
     for (int i = 0; i < n; i++) {
@@ -142,8 +142,8 @@ int generate_batch(const LlamaModel *m, GenerateRequest *reqs, int n, int max_ba
         reqs[i].n_out = 0;
         reqs[i].stop = stop_before_start(&reqs[i], o, context);
         if (reqs[i].stop != GEN_RUNNING) continue;
-        int len = o->max_new_tokens < context - reqs[i].n_prompt ? reqs[i].n_prompt + o->max_new_tokens
-                                                                 : context;
+        const int room = context - reqs[i].n_prompt;
+        const int len = reqs[i].n_prompt + (o->max_new_tokens < room ? o->max_new_tokens : room);
         if (len > need) need = len;
     }
     const int n_slots = n < max_batch ? n : max_batch;

@@ -51,6 +51,8 @@ typedef struct {
 // max_batch or on the other requests. Stops: EOS (stop tokens), max_new_tokens, stop_fn (may be
 // NULL), and the context (total tokens reaching max_position_embeddings: GEN_STOP_CONTEXT). A
 // prompt longer than the context, or empty, is an error naming the request. stats may be NULL.
+// Memory: max_batch KV caches of the longest prompt + max_new_tokens positions (capped at the
+// context), allocated once per call.
 int generate_batch(const LlamaModel *m, GenerateRequest *reqs, int n, int max_batch,
                    const GenerateOptions *o, GenerateStopFn stop_fn, void *ctx,
                    GenerateStats *stats, Err *e);
