@@ -118,6 +118,20 @@ void rope_forward_at(float *x, int pos, int n_heads, int hd, float theta);
 void attention_decode(float *out, float *scratch, const float *q, const float *k, const float *v,
                       int T, int H, int KV, int hd);
 
+// ==== CUDA twins (kernels/cuda/*.cu) ===========================================================
+// Every op above has a CUDA twin behind an extern "C" launcher declared here: device pointers,
+// the same sizes, and a stream. They are built twice: by nvcc for the GPU (sm_80/90/100), and by
+// g++ against the CPU execution harness (tests/cuda_harness/), where the tests compare each with
+// its CPU twin. Activations and weights are float32 or bfloat16 (LetheDtype); gradients of
+// weights, statistics (rstd, lse) and optimizer state are float32. Launchers return 0, or a
+// cudaError_t value (non-zero) from the launch.
+typedef struct CUstream_st *LetheStream; // = cudaStream_t, without including the CUDA headers
+typedef enum { LETHE_F32 = 0, LETHE_BF16 = 1 } LetheDtype;
+
+// ---- CUDA twins: embedding, RMSNorm, RoPE, SwiGLU, residual, AdamW, gradient norm ----------
+
+// ---- CUDA twins: classifier, attention ------------------------------------------------------
+
 #ifdef __cplusplus
 }
 #endif
