@@ -30,8 +30,27 @@ generation: {max_new_tokens: 8}
 Y
 }
 good >"$work/good.yaml"
+# The good config also runs every part of the evaluation once on a few samples (MUSE sets and
+# attacks, the three probes), so the sanitizer build covers them.
+cat >>"$work/good.yaml" <<Y
+muse:
+  forget_text: "$tofu/forget01_perturbed.json"
+  holdout_text: "$tofu/holdout01.json"
+  knowmem_retain: "$tofu/retain_perturbed.json"
+  prefix_tokens: 8
+  max_new_tokens: 8
+  max_samples: 4
+probes:
+  relearn: {steps: 1, fraction: 0.5, batch_size: 2}
+  in_context: {source: answer}
+  neighbour: [world_facts]
+Y
 "$lethe" eval "$work/good.yaml" >"$work/good.log" 2>&1 || { cat "$work/good.log"; fail "the good config failed"; }
 [ -s "$out/eval.json" ] && [ -s "$out/report.html" ] || fail "the good config wrote no eval.json/report.html"
+for key in tofu.forget.truth_ratio muse.verbmem_forget muse.mia.min_k_pp.auc muse.knowmem_retain \
+           probe.relearn.after.prob probe.in_context.rouge_l_recall neighbour.world_facts.truth_ratio; do
+  grep -q "\"$key\": [-0-9]" "$out/eval.json" || fail "the good config's eval.json has no number for $key"
+done
 sum_before=$(cat "$out/eval.json" "$out/report.html" | sha256sum)
 
 n=0
