@@ -85,4 +85,23 @@ for name, ok in checks:
 sys.exit(1 if bad else 0)
 PY
 grep -q "Forget quality" "$work/eval/summary.txt" || fail "summary.txt has no TOFU table"
+
+# The demo's own report, rendered by headless Chromium: the forget quality and PrivLeak of every
+# model appear in the rendered text as the report prints them (%.4g).
+timeout 120 chromium --headless --no-sandbox --disable-gpu --no-first-run \
+  --user-data-dir="$work/chromium-profile" --no-pdf-header-footer \
+  --print-to-pdf="$work/report.pdf" "file://$work/eval/report.html" >"$work/chromium.log" 2>&1 ||
+  fail "chromium could not render eval/report.html: $(tail -3 "$work/chromium.log")"
+pdftotext "$work/report.pdf" "$work/report.txt"
+/usr/bin/python3 - "$ev" "$work/report.txt" <<'PY' || fail "the rendered report lacks numbers of eval.json"
+import json, sys
+d = json.load(open(sys.argv[1]))
+text = open(sys.argv[2]).read().replace("\u2212", "-")
+missing = [f"{m}: {k} = {d['values'][m][k]:.4g}" for m in d["values"]
+           for k in ("tofu.forget_quality", "muse.privleak", "tofu.model_utility")
+           if f"{d['values'][m][k]:.4g}" not in text]
+print("ok: the rendered report shows forget quality, PrivLeak and model utility of every model"
+      if not missing else "missing: " + "; ".join(missing))
+sys.exit(1 if missing else 0)
+PY
 echo "ok: eval.json, report.html and summary.txt written with the expected comparisons"
