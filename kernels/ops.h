@@ -129,8 +129,126 @@ typedef struct CUstream_st *LetheStream; // = cudaStream_t, without including th
 typedef enum { LETHE_F32 = 0, LETHE_BF16 = 1 } LetheDtype;
 
 // ---- CUDA twins: embedding, RMSNorm, RoPE, SwiGLU, residual, AdamW, gradient norm ----------
+// `void *` tensors hold `dtype` elements; `float *` ones are float32 whatever dtype. Sizes, shapes
+// and the accumulate (+=) convention are those of the CPU twin above.
+
+// out (N, D) = wte[tokens] with wte (V, D); tokens (N) in [0, V).
+int cuda_embedding_forward(void *out, const int32_t *tokens, const void *wte, size_t N, int D,
+                           LetheDtype dtype, LetheStream stream);
+// dwte (V, D, float32) += the rows of dout (N, D) gathered by token, each row's contributions
+// added in token order, as the CPU twin: the result has the CPU twin's bits in float32 mode.
+// The tokens are counting-sorted on the device (stable LSD radix), so scratch holds
+// cuda_embedding_backward_scratch_size(N) bytes.
+size_t cuda_embedding_backward_scratch_size(size_t N);
+int cuda_embedding_backward(float *dwte, void *scratch, const void *dout, const int32_t *tokens,
+                            size_t N, int D, int V, LetheDtype dtype, LetheStream stream);
+
+// Fused residual add + RMSNorm: x = a + b (stored to x_out, rounded to dtype) when b is not NULL,
+// else x = a (x_out unused, may be NULL); out = w * (x * rstd), rstd (N) = 1/sqrt(mean(x^2) + eps).
+// out, x_out, a, b (N, D); w (D).
+int cuda_rmsnorm_forward(void *out, float *rstd, void *x_out, const void *a, const void *b,
+                         const void *w, size_t N, int D, float eps, LetheDtype dtype,
+                         LetheStream stream);
+// dx (N, D, dtype) += and dw (D, float32) += as rmsnorm_backward. dw is reduced without atomics:
+// per-block partial sums to scratch (cuda_rmsnorm_backward_scratch_size bytes), then summed in
+// block order.
+size_t cuda_rmsnorm_backward_scratch_size(size_t N, int D);
+int cuda_rmsnorm_backward(void *dx, float *dw, void *scratch, const void *dout, const void *x,
+                          const void *w, const float *rstd, size_t N, int D, LetheDtype dtype,
+                          LetheStream stream);
+
+// RoPE in place on x (N, n_heads, hd) as rope_forward / rope_backward. offsets is the
+// SampleLayout's (n_samples + 1) array in DEVICE memory; N = offsets[n_samples].
+int cuda_rope_forward(void *x, const int64_t *offsets, int n_samples, size_t N, int n_heads,
+                      int hd, float theta, LetheDtype dtype, LetheStream stream);
+int cuda_rope_backward(void *dx, const int64_t *offsets, int n_samples, size_t N, int n_heads,
+                       int hd, float theta, LetheDtype dtype, LetheStream stream);
+
+int cuda_swiglu_forward(void *out, const void *gate, const void *up, size_t n, LetheDtype dtype,
+                        LetheStream stream);
+int cuda_swiglu_backward(void *dgate, void *dup, const void *dout, const void *gate,
+                         const void *up, size_t n, LetheDtype dtype, LetheStream stream);
+int cuda_residual_forward(void *out, const void *a, const void *b, size_t n, LetheDtype dtype,
+                          LetheStream stream);
+
+// matmul through cuBLAS (cublas: a cublasHandle_t; the launchers set its stream and math mode).
+// out (N, OC) = inp (N, C) @ w (OC, C)^T + bias (OC, or NULL); all of dtype. float32 mode
+// computes in full fp32 (no TF32); bfloat16 mode multiplies bf16 with fp32 accumulation.
+int cuda_matmul_forward(void *out, const void *inp, const void *w, const void *bias, size_t N,
+                        int C, int OC, LetheDtype dtype, void *cublas, LetheStream stream);
+// dinp (N, C, dtype) += dout @ w; dw (OC, C, float32) += dout^T @ inp; dbias (OC, float32) +=
+// column sums of dout. Any of dinp, dw, dbias may be NULL. Returns a cudaError_t, or for a cuBLAS
+// failure the closest one (cudaErrorInvalidValue, cudaErrorMemoryAllocation, cudaErrorUnknown)
+// after naming the cuBLAS status on stderr.
+int cuda_matmul_backward(void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+                         const void *w, size_t N, int C, int OC, LetheDtype dtype, void *cublas,
+                         LetheStream stream);
+
+// Global gradient L2 norm in two fixed-order passes: cuda_grad_norm_accumulate adds the squares
+// of grads into partial[CUDA_GRAD_NORM_SLOTS] (float64, zeroed by the caller before the first
+// range; call once per trainable range, in a fixed order); cuda_grad_norm_finish writes
+// *norm = sqrt(sum of partial) (float64, device memory). Same inputs, same bits.
+#define CUDA_GRAD_NORM_SLOTS 1024
+int cuda_grad_norm_accumulate(double *partial, const float *grads, size_t n, LetheStream stream);
+int cuda_grad_norm_finish(double *norm, const double *partial, LetheStream stream);
+
+// One AdamW step (torch.optim.AdamW, as optimizer_step in host/optim.c) over n float32
+// parameters with their moments m, v, at the new step count `step` (1 on the first update).
+// weight_decay is decoupled (0 for norms and biases). When norm (device, from
+// cuda_grad_norm_finish) is not NULL and max_norm > 0, gradients are scaled by
+// max_norm / (norm + 1e-6) when norm > max_norm. When params_bf16 (bfloat16 bits) is not NULL it
+// receives the updated weights rounded stochastically to bfloat16 with a counter-based hash of
+// (seed, step, index): unbiased, and the same bits on every run (give each tensor its own seed).
+int cuda_adamw_update(float *params, float *m, float *v, uint16_t *params_bf16,
+                      const float *grads, size_t n, double lr, double beta1, double beta2,
+                      double eps, double weight_decay, int64_t step, const double *norm,
+                      double max_norm, uint64_t seed, LetheStream stream);
 
 // ---- CUDA twins: classifier, attention ------------------------------------------------------
+// Fused classifier (kernels/cuda/classifier.cu). x (M, D), w (V, D) and dx (M, D) are of dtype;
+// logprob, lse, kl, mu, var, weight and dw (V, D) are float32. `cublas` is a cublasHandle_t; the
+// launchers set its stream and its math mode (CUBLAS_DEFAULT_MATH: fp32 GEMMs in full fp32, bf16
+// ones with fp32 accumulation). cuBLAS writes one tile of rows x vocabulary logits at a time into
+// `scratch`, so no (M, V) tensor exists: the tiles are the largest that fit in scratch_bytes, starting from
+// 1024 x 8192 and halving the vocabulary tile (down to 64), then the rows. The results depend
+// on the tiles only through the order of sums; the same inputs and scratch_bytes give the same
+// bits. Scratch smaller than one 1 x min(V, 64) tile gives cudaErrorInvalidValue; a cuBLAS
+// failure is named on stderr and returned as the closest cudaError_t.
+size_t cuda_classifier_scratch_bytes(size_t M, int D, int V, LetheDtype dtype);
+int cuda_classifier_forward(float *logprob, float *lse, void *scratch, size_t scratch_bytes,
+                            const void *x, const void *w, const int32_t *targets, size_t M, int D,
+                            int V, LetheDtype dtype, void *cublas, LetheStream stream);
+int cuda_classifier_backward(void *dx, float *dw, void *scratch, size_t scratch_bytes,
+                             const void *x, const void *w, const int32_t *targets,
+                             const float *lse, const float *weight, size_t M, int D, int V,
+                             LetheDtype dtype, void *cublas, LetheStream stream);
+int cuda_classifier_stats(uint8_t *is_argmax, float *mu, float *var, void *scratch,
+                          size_t scratch_bytes, const void *x, const void *w,
+                          const int32_t *targets, const float *lse, size_t M, int D, int V,
+                          LetheDtype dtype, void *cublas, LetheStream stream);
+// The KL variant holds a tile of reference logits beside the current one.
+size_t cuda_classifier_kl_scratch_bytes(size_t M, int D, int V, LetheDtype dtype);
+int cuda_classifier_kl_forward(float *kl, float *lse, void *scratch, size_t scratch_bytes,
+                               const void *x, const void *w, const void *xref, const void *wref,
+                               size_t M, int D, int V, LetheDtype dtype, void *cublas,
+                               LetheStream stream);
+int cuda_classifier_kl_backward(void *dx, float *dw, void *scratch, size_t scratch_bytes,
+                                const void *x, const void *w, const void *xref,
+                                const void *wref, const float *lse, const float *weight,
+                                size_t M, int D, int V, LetheDtype dtype, void *cublas,
+                                LetheStream stream);
+
+// Causal GQA attention (kernels/cuda/attention.cu), flash-attention style. q, out, dout, dq
+// (N, H, hd) and k, v, dk, dv (N, KV, hd) are of dtype; lse (N, H) is float32. offsets is the
+// SampleLayout's (n_samples + 1) array in DEVICE memory, N = offsets[n_samples]. 1 <= hd <= 128,
+// H a multiple of KV. dq, dk, dv accumulate, each element written by one thread: no atomics.
+int cuda_attention_forward(void *out, float *lse, const void *q, const void *k, const void *v,
+                           const int64_t *offsets, int n_samples, size_t N, int H, int KV, int hd,
+                           LetheDtype dtype, LetheStream stream);
+int cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
+                            const float *lse, const void *q, const void *k, const void *v,
+                            const int64_t *offsets, int n_samples, size_t N, int H, int KV,
+                            int hd, LetheDtype dtype, LetheStream stream);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+// host_defines.h defines __launch_bounds__ only for nvcc; it is an occupancy hint, nothing to run.
+#ifndef __launch_bounds__
+#define __launch_bounds__(...)
+#endif
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -60,10 +65,13 @@ Stats stats();
 namespace lethe_harness::detail {
 
 // The built-in variables of the running CUDA thread; the scheduler writes them before every resume.
-extern thread_local uint3 tls_thread_idx;
-extern thread_local uint3 tls_block_idx;
-extern thread_local uint3 tls_block_dim;
-extern thread_local uint3 tls_grid_dim;
+// Inline (C++17) rather than extern: an extern thread_local goes through a TLS wrapper that
+// GCC 12's UBSan at -O2 reports as a null reference ("reference binding to null pointer");
+// defined here, the compiler sees a trivially initialised variable and needs no wrapper.
+inline thread_local uint3 tls_thread_idx{};
+inline thread_local uint3 tls_block_idx{};
+inline thread_local uint3 tls_block_dim{};
+inline thread_local uint3 tls_grid_dim{};
 
 enum class BarrierReduce : int { none, count, all, any };
 int block_barrier(BarrierReduce reduce, int predicate, const char* file, int line);

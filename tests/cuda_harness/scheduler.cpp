@@ -18,11 +18,6 @@
 
 namespace lethe_harness::detail {
 
-thread_local uint3 tls_thread_idx;
-thread_local uint3 tls_block_idx;
-thread_local uint3 tls_block_dim;
-thread_local uint3 tls_grid_dim;
-
 namespace {
 
 constexpr unsigned kMaxBlockThreads = 1024;

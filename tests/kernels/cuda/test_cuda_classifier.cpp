@@ -1,0 +1,271 @@
+// The CUDA fused classifier (kernels/cuda/classifier.cu) under the CPU execution harness against
+// its CPU twins (kernels/cpu/classifier.c, classifier_kl.c): every output and gradient in fp32
+// and bf16, with whole and with small scratch tiles, and the same bits under other schedules.
+#include "cuda_test_util.h"
+
+#include <cublas_v2.h>
+
+#include <string>
+#include <vector>
+
+using namespace cuda_test;
+
+namespace {
+
+cublasHandle_t g_cublas = nullptr;
+
+struct Shape {
+    size_t M;
+    int D, V;
+};
+
+std::string describe(const Shape& s, LetheDtype dtype, bool small) {
+    char b[128];
+    snprintf(b, sizeof b, "(M %zu, D %d, V %d, %s, %s scratch)", s.M, s.D, s.V, dtype_name(dtype),
+             small ? "small" : "whole");
+    return b;
+}
+
+// One case's inputs as the values the dtype holds (what the CPU twin computes on).
+struct Inputs {
+    Shape s;
+    LetheDtype dtype;
+    std::vector<float> x, w, xref, wref, weight, dx0, dw0;
+    std::vector<int32_t> targets;
+};
+
+// The first index of each row's largest logit.
+std::vector<int32_t> argmax_rows(const Inputs& in) {
+    std::vector<int32_t> best(in.s.M, 0);
+    for (size_t m = 0; m < in.s.M; m++) {
+        float best_logit = -INFINITY;
+        for (int v = 0; v < in.s.V; v++) {
+            float l = 0.0f;
+            for (int d = 0; d < in.s.D; d++) {
+                l += in.x[m * in.s.D + d] * in.w[static_cast<size_t>(v) * in.s.D + d];
+            }
+            if (l > best_logit) best_logit = l, best[m] = v;
+        }
+    }
+    return best;
+}
+
+Inputs make_inputs(const Shape& s, LetheDtype dtype, uint64_t seed) {
+    Inputs in;
+    in.s = s;
+    in.dtype = dtype;
+    const size_t MD = s.M * s.D, VD = static_cast<size_t>(s.V) * s.D;
+    in.x = as_stored(random_floats(MD, seed + 1), dtype);
+    in.w = as_stored(random_floats(VD, seed + 2), dtype);
+    // The reference model is a perturbation of the current one: KL neither 0 nor huge.
+    const std::vector<float> nx = random_floats(MD, seed + 3, -0.3f, 0.3f);
+    const std::vector<float> nw = random_floats(VD, seed + 4, -0.3f, 0.3f);
+    in.xref = in.x, in.wref = in.w;
+    for (size_t i = 0; i < MD; i++) in.xref[i] += nx[i];
+    for (size_t i = 0; i < VD; i++) in.wref[i] += nw[i];
+    in.xref = as_stored(in.xref, dtype), in.wref = as_stored(in.wref, dtype);
+    // Weights of both signs (ascent and descent) and exactly 0 on every third row.
+    in.weight = random_floats(s.M, seed + 5, -1.5f, 1.5f);
+    for (size_t m = 1; m < s.M; m += 3) in.weight[m] = 0.0f;
+    // Half of the targets are the row's argmax, so is_argmax sees both answers.
+    in.targets = random_tokens(s.M, s.V, seed + 6);
+    const std::vector<int32_t> best = argmax_rows(in);
+    for (size_t m = 0; m < s.M; m += 2) in.targets[m] = best[m];
+    // Gradients start non-zero: the backward adds to them.
+    in.dx0 = as_stored(random_floats(MD, seed + 7, -0.01f, 0.01f), dtype);
+    in.dw0 = random_floats(VD, seed + 8, -0.01f, 0.01f);
+    return in;
+}
+
+struct Outputs {
+    std::vector<float> logprob, lse, dx, dw, mu, var, kl, kl_lse, kl_dx, kl_dw;
+    std::vector<uint8_t> is_argmax;
+};
+
+Outputs run_cpu(const Inputs& in) {
+    const Shape& s = in.s;
+    const size_t M = s.M;
+    Outputs o;
+    o.logprob.resize(M), o.lse.resize(M), o.mu.resize(M), o.var.resize(M), o.is_argmax.resize(M);
+    o.kl.resize(M), o.kl_lse.resize(M);
+    std::vector<float> scratch(classifier_scratch_size(M, s.V));
+    std::vector<float> kl_scratch(classifier_kl_scratch_size(M, s.V));
+    classifier_forward(o.logprob.data(), o.lse.data(), scratch.data(), in.x.data(), in.w.data(),
+                       in.targets.data(), M, s.D, s.V);
+    o.dx = in.dx0, o.dw = in.dw0;
+    classifier_backward(o.dx.data(), o.dw.data(), scratch.data(), in.x.data(), in.w.data(),
+                        in.targets.data(), o.lse.data(), in.weight.data(), M, s.D, s.V);
+    classifier_stats(o.is_argmax.data(), o.mu.data(), o.var.data(), scratch.data(), in.x.data(),
+                     in.w.data(), in.targets.data(), o.lse.data(), M, s.D, s.V);
+    classifier_kl_forward(o.kl.data(), o.kl_lse.data(), kl_scratch.data(), in.x.data(), in.w.data(),
+                          in.xref.data(), in.wref.data(), M, s.D, s.V);
+    o.kl_dx = in.dx0, o.kl_dw = in.dw0;
+    classifier_kl_backward(o.kl_dx.data(), o.kl_dw.data(), kl_scratch.data(), in.x.data(),
+                           in.w.data(), in.xref.data(), in.wref.data(), o.lse.data(),
+                           in.weight.data(), M, s.D, s.V);
+    return o;
+}
+
+// Scratch for tiles of about 8 rows x 128 vocabulary entries, so that even these small shapes
+// run several row chunks and vocabulary tiles, with partial last ones.
+size_t scratch_bytes(const Shape& s, LetheDtype dtype, bool small, bool kl) {
+    const size_t M = small && s.M > 8 ? 8 : s.M;
+    const int V = small && s.V > 128 ? 128 : s.V;
+    return kl ? cuda_classifier_kl_scratch_bytes(M, s.D, V, dtype)
+              : cuda_classifier_scratch_bytes(M, s.D, V, dtype);
+}
+
+// Every CUDA classifier launcher on one case; `raw` collects the bytes of every output (for the
+// determinism check). The backward and the statistics take the CPU's lse, so each kernel is
+// compared with its twin on the same inputs.
+Outputs run_cuda(const Inputs& in, const std::vector<float>& cpu_lse, bool small,
+                 std::vector<uint8_t>* raw = nullptr) {
+    const Shape& s = in.s;
+    const LetheDtype t = in.dtype;
+    const size_t M = s.M;
+    DeviceTensor x(in.x, t), w(in.w, t), xref(in.xref, t), wref(in.wref, t), dx(in.dx0, t);
+    DeviceBuffer<int32_t> targets(in.targets);
+    DeviceBuffer<float> weight(in.weight), given_lse(cpu_lse), dw(in.dw0);
+    DeviceBuffer<float> lse(M), logprob(M), mu(M), var(M), kl(M), kl_lse(M);
+    DeviceBuffer<uint8_t> is_argmax(M);
+    const size_t bytes = scratch_bytes(s, t, small, false);
+    const size_t kl_bytes = scratch_bytes(s, t, small, true);
+    DeviceBuffer<uint8_t> scratch(bytes), kl_scratch(kl_bytes);
+    void* const cublas = g_cublas;
+    LetheStream stream = nullptr;
+
+    Outputs o;
+    CHECK(cuda_classifier_forward(logprob.get(), lse.get(), scratch.get(), bytes, x.get(), w.get(),
+                                  targets.get(), M, s.D, s.V, t, cublas, stream) == 0);
+    CHECK(cuda_classifier_backward(dx.get(), dw.get(), scratch.get(), bytes, x.get(), w.get(),
+                                   targets.get(), given_lse.get(), weight.get(), M, s.D, s.V, t,
+                                   cublas, stream) == 0);
+    CHECK(cuda_classifier_stats(is_argmax.get(), mu.get(), var.get(), scratch.get(), bytes, x.get(),
+                                w.get(), targets.get(), given_lse.get(), M, s.D, s.V, t, cublas,
+                                stream) == 0);
+    CHECK_CUDA(cudaDeviceSynchronize());
+    o.logprob = logprob.download(), o.lse = lse.download();
+    o.dx = dx.download(), o.dw = dw.download();
+    o.mu = mu.download(), o.var = var.download(), o.is_argmax = is_argmax.download();
+    if (raw != nullptr) {
+        for (const DeviceBuffer<float>* b : {&logprob, &lse, &dw, &mu, &var})
+            append_bytes(*raw, *b);
+        append_bytes(*raw, is_argmax);
+        append_bytes(*raw, dx);
+    }
+
+    dx.upload(in.dx0);
+    dw.upload(in.dw0);
+    CHECK(cuda_classifier_kl_forward(kl.get(), kl_lse.get(), kl_scratch.get(), kl_bytes, x.get(),
+                                     w.get(), xref.get(), wref.get(), M, s.D, s.V, t, cublas,
+                                     stream) == 0);
+    CHECK(cuda_classifier_kl_backward(dx.get(), dw.get(), kl_scratch.get(), kl_bytes, x.get(),
+                                      w.get(), xref.get(), wref.get(), given_lse.get(),
+                                      weight.get(), M, s.D, s.V, t, cublas, stream) == 0);
+    CHECK_CUDA(cudaDeviceSynchronize());
+    o.kl = kl.download(), o.kl_lse = kl_lse.download();
+    o.kl_dx = dx.download(), o.kl_dw = dw.download();
+    if (raw != nullptr) {
+        for (const DeviceBuffer<float>* b : {&kl, &kl_lse, &dw}) append_bytes(*raw, *b);
+        append_bytes(*raw, dx);
+    }
+    return o;
+}
+
+// Rows of weight 0 leave dx exactly as it was.
+void expect_zero_weight_rows_untouched(const Inputs& in, const std::vector<float>& dx,
+                                       const char* kernel, const std::string& where) {
+    for (size_t m = 0; m < in.s.M; m++) {
+        if (in.weight[m] != 0.0f) continue;
+        bool same = true;
+        for (int d = 0; d < in.s.D; d++)
+            same = same && dx[m * in.s.D + d] == in.dx0[m * in.s.D + d];
+        if (!same)
+            fprintf(stderr, "  %s %s: row %zu of weight 0 changed dx\n", kernel, where.c_str(), m);
+        CHECK(same);
+    }
+}
+
+void check_case(const Shape& s, LetheDtype dtype, bool small, uint64_t seed) {
+    const Inputs in = make_inputs(s, dtype, seed);
+    const Outputs ref = run_cpu(in);
+    const Outputs got = run_cuda(in, ref.lse, small);
+    const std::string where = describe(s, dtype, small);
+    // Statistics are float32 computed in float32 from the dtype's exact values: held to the
+    // float32 tolerance in both modes. Gradients of a bf16 run pass through bf16 dlogits (the
+    // GEMM operands), so there they are held to the bf16 tolerances.
+    expect_close("classifier_forward logprob", where, LETHE_F32, got.logprob, ref.logprob);
+    expect_close("classifier_forward lse", where, LETHE_F32, got.lse, ref.lse);
+    expect_close("classifier_backward dx", where, dtype, got.dx, ref.dx);
+    expect_close("classifier_backward dw", where, dtype, got.dw, ref.dw);
+    expect_close("classifier_stats mu", where, LETHE_F32, got.mu, ref.mu);
+    expect_close("classifier_stats var", where, LETHE_F32, got.var, ref.var);
+    int argmax_mismatches = 0;
+    for (size_t m = 0; m < s.M; m++) argmax_mismatches += got.is_argmax[m] != ref.is_argmax[m];
+    if (argmax_mismatches != 0) {
+        fprintf(stderr, "  classifier_stats is_argmax %s: %d rows differ\n", where.c_str(),
+                argmax_mismatches);
+    }
+    CHECK(argmax_mismatches == 0);
+    expect_close("classifier_kl_forward kl", where, LETHE_F32, got.kl, ref.kl);
+    expect_close("classifier_kl_forward lse", where, LETHE_F32, got.kl_lse, ref.kl_lse);
+    expect_close("classifier_kl_backward dx", where, dtype, got.kl_dx, ref.kl_dx);
+    expect_close("classifier_kl_backward dw", where, dtype, got.kl_dw, ref.kl_dw);
+    expect_zero_weight_rows_untouched(in, got.dx, "classifier_backward", where);
+    expect_zero_weight_rows_untouched(in, got.kl_dx, "classifier_kl_backward", where);
+}
+
+void test_classifier_matches_cpu_twins() {
+    uint64_t seed = 100;
+    for (const size_t M : {1, 5, 37}) {
+        for (const int D : {8, 72}) {
+            for (const int V : {33, 512, 1000}) {
+                for (const LetheDtype dtype : {LETHE_F32, LETHE_BF16}) {
+                    for (const bool small : {false, true}) {
+                        check_case({M, D, V}, dtype, small, seed);
+                        seed += 10;
+                    }
+                }
+            }
+        }
+    }
+}
+
+void test_classifier_is_deterministic() {
+    const Shape s{37, 72, 1000};
+    for (const LetheDtype dtype : {LETHE_F32, LETHE_BF16}) {
+        const Inputs in = make_inputs(s, dtype, 7);
+        const Outputs ref = run_cpu(in);
+        expect_deterministic("classifier " + describe(s, dtype, true), [&] {
+            std::vector<uint8_t> raw;
+            run_cuda(in, ref.lse, true, &raw);
+            return raw;
+        });
+    }
+}
+
+// Scratch below one 1 x 64 tile is refused, not overrun.
+void test_classifier_rejects_too_small_scratch() {
+    const Shape s{5, 8, 512};
+    const Inputs in = make_inputs(s, LETHE_F32, 3);
+    DeviceTensor x(in.x, LETHE_F32), w(in.w, LETHE_F32);
+    DeviceBuffer<int32_t> targets(in.targets);
+    DeviceBuffer<float> lse(s.M), logprob(s.M);
+    DeviceBuffer<uint8_t> scratch(256);
+    const int e =
+        cuda_classifier_forward(logprob.get(), lse.get(), scratch.get(), 256, x.get(), w.get(),
+                                targets.get(), s.M, s.D, s.V, LETHE_F32, g_cublas, nullptr);
+    CHECK(e == cudaErrorInvalidValue);
+}
+
+}  // namespace
+
+int main() {
+    CHECK(cublasCreate(&g_cublas) == CUBLAS_STATUS_SUCCESS);
+    run_test("classifier_matches_cpu_twins", test_classifier_matches_cpu_twins);
+    run_test("classifier_is_deterministic", test_classifier_is_deterministic);
+    run_test("classifier_rejects_too_small_scratch", test_classifier_rejects_too_small_scratch);
+    cublasDestroy(g_cublas);
+    print_worst_errors();
+    return test_exit_code();
+}
