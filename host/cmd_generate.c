@@ -10,7 +10,11 @@
 #include "cli.h"
 #include "generate.h"
 #include "llama.h"
+#include "llama_q8.h"
 #include "tokenizer.h"
+
+// The provenance source_format of `lethe convert` from llama2.c's version 2 (Q8_0) export.
+#define Q8_0_SOURCE_FORMAT "llama2c-v2-q8_0"
 
 typedef struct {
     const Tokenizer *tok;
@@ -48,6 +52,10 @@ int cmd_generate(int argc, char **argv) {
         {"--temperature", "0", 0, "0 = greedy; otherwise sampling temperature"},
         {"--top-p", "0.9", 0, "nucleus sampling mass (1 = off), when temperature > 0"},
         {"--seed", "0", 0, "sampling seed"},
+        {"--int8-activations", NULL, 1,
+         "decode like llama2.c runq: int8 weights (recovered exactly from a Q8_0 import) and "
+         "int8 activations; the default for a model converted from a Q8_0 export"},
+        {"--no-int8-activations", NULL, 1, "decode in fp32, also for a Q8_0 import"},
     };
     const int n = sizeof opts / sizeof opts[0];
     const char *pos[1];
@@ -58,7 +66,8 @@ int cmd_generate(int argc, char **argv) {
         cli_usage("generate", "--model M.h5 [--prompt TEXT] [--max-new-tokens N]",
                   "Generates text: greedy (argmax) at temperature 0, otherwise seeded sampling.\n"
                   "Stops at the model's EOS or BOS token, or after max-new-tokens. Statistics go\n"
-                  "to stderr.",
+                  "to stderr. A model converted from llama2.c's Q8_0 export decodes as runq does\n"
+                  "(int8 weights and activations), so greedy output equals runq's.",
                   opts, n);
         return 0;
     }
@@ -81,15 +90,42 @@ int cmd_generate(int argc, char **argv) {
         err_set(&e, "--temperature must be >= 0 and --top-p in (0, 1]");
         return cli_fail("generate", &e);
     }
+    const int int8_asked = cli_flag(opts, n, "--int8-activations");
+    const int fp32_asked = cli_flag(opts, n, "--no-int8-activations");
+    if (int8_asked && fp32_asked) {
+        err_set(&e, "--int8-activations and --no-int8-activations exclude each other");
+        return cli_fail("generate", &e);
+    }
 
     CkptReader *r;
     if (ckpt_reader_open(&r, model_path, &e)) return cli_fail("generate", &e);
     LlamaModel m = {0};
     Tokenizer tok = {0};
-    int present = 0;
+    LlamaQ8 q8 = {0};
+    int present = 0, have_q8 = 0;
     int32_t *ids = NULL, *out = NULL;
     rc = 1;
     if (llama_load(&m, r, &e)) goto done;
+    // int8 decoding: asked for, or by default for a Q8_0 import, whose weights are int8 anyway.
+    char *source_format = ckpt_reader_provenance(r, "source_format");
+    const int from_q8 = source_format && !strcmp(source_format, Q8_0_SOURCE_FORMAT);
+    free(source_format);
+    if (int8_asked || (from_q8 && !fp32_asked)) {
+        Err qe = {{0}};
+        if (llama_q8_build(&q8, &m, &qe) == 0) {
+            have_q8 = 1;
+            fprintf(stderr, "%s%s: quantised decoding like llama2.c runq (int8 groups of %d)%s\n",
+                    model_path, int8_asked ? "" : " comes from a llama2.c Q8_0 export", q8.gs,
+                    int8_asked ? "" : "; --no-int8-activations for fp32");
+        } else if (int8_asked) {
+            e = qe;
+            err_prefix(&e, "%s: --int8-activations", model_path);
+            goto done;
+        } else {
+            fprintf(stderr, "%s: provenance says %s, but %s; decoding in fp32\n", model_path,
+                    Q8_0_SOURCE_FORMAT, qe.msg);
+        }
+    }
     if (ckpt_reader_tokenizer(r, &tok, &present, &e)) goto done;
     if (!present) {
         err_set(&e, "%s carries no tokenizer; convert it with --tokenizer TOK.bin", model_path);
@@ -112,7 +148,7 @@ int cmd_generate(int argc, char **argv) {
     for (int i = 1; i < n_ids; i++) print_piece(&tok, ids[i - 1], ids[i]);
     PrintState ps = {&tok, ids[n_ids - 1]};
     GenerateOptions go = {(int)max_new, (float)temperature, (float)top_p, (uint64_t)seed,
-                          m.cfg.eos_token_id, m.cfg.bos_token_id};
+                          m.cfg.eos_token_id, m.cfg.bos_token_id, have_q8 ? &q8 : NULL};
     int n_out;
     double t0 = now_seconds();
     if (generate(&m, ids, n_ids, &go, out, &n_out, on_token, &ps, &e)) goto done;
@@ -126,6 +162,7 @@ done:
     free(ids);
     free(out);
     if (present) tokenizer_free(&tok);
+    llama_q8_free(&q8);
     llama_free(&m);
     ckpt_reader_close(r);
     return rc;

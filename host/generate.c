@@ -216,9 +216,11 @@ int generate_batch(const LlamaModel *m, GenerateRequest *reqs, int n, int max_ba
             }
             st.prompt_tokens += k;
         }
-        if ((rc = llama_decode_batch(m, row_cache, row_token, row_want, rows, logits, &scratch,
-                                     e)))
-            goto done;
+        rc = o->q8 ? llama_q8_decode_batch(m, o->q8, row_cache, row_token, row_want, rows,
+                                           logits, e)
+                   : llama_decode_batch(m, row_cache, row_token, row_want, rows, logits, &scratch,
+                                        e);
+        if (rc) goto done;
         st.steps++;
         st.rows += rows;
         // The wanted rows, in row order, are one slot each: its next-token distribution.
@@ -258,6 +260,7 @@ int generate_nocache(const LlamaModel *m, GenerateRequest *r, int index, const G
                      GenerateStopFn stop_fn, void *ctx, Err *e) {
     const int V = m->cfg.vocab_size, context = m->cfg.max_position_embeddings;
     if (check_request(&m->cfg, r, index, o, e)) return -1;
+    if (o->q8) return err_set(e, "int8 decoding has no reference without a KV cache");
     r->n_out = 0;
     r->stop = stop_before_start(r, o, context);
     if (r->stop != GEN_RUNNING) return 0;

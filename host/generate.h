@@ -7,6 +7,7 @@
 
 #include "errors.h"
 #include "llama.h"
+#include "llama_q8.h"
 
 typedef struct {
     int max_new_tokens;
@@ -14,6 +15,7 @@ typedef struct {
     float top_p;       // 1: no truncation
     uint64_t seed;
     int stop_token_a, stop_token_b; // generation stops at either, not emitted (-1: none)
+    const LlamaQ8 *q8; // NULL: fp32; else int8 weights and activations like llama2.c runq
 } GenerateOptions;
 
 // Why a request stopped.
@@ -58,7 +60,8 @@ int generate_batch(const LlamaModel *m, GenerateRequest *reqs, int n, int max_ba
                    GenerateStats *stats, Err *e);
 
 // The same generation for request r (with its index, for the RNG) without a KV cache: every
-// token from a full forward over the whole prefix (llama_next_logits_nocache). For the tests.
+// token from a full forward over the whole prefix (llama_next_logits_nocache). For the tests;
+// fp32 only (o->q8 must be NULL).
 int generate_nocache(const LlamaModel *m, GenerateRequest *r, int index, const GenerateOptions *o,
                      GenerateStopFn stop_fn, void *ctx, Err *e);
 

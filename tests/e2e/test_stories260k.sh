@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End to end on the real stories260K model: convert (float and Q8_0), greedy generation equals
-# llama2.c's reference output byte for byte, and teacher-forced NLL equals the reference values.
+# llama2.c's reference output byte for byte (run's for the float model, runq's for the Q8_0 one,
+# decoded with int8 activations), and teacher-forced NLL equals the reference values.
 # usage: test_stories260k.sh LETHE MODELS_DIR WORKDIR
 set -euo pipefail
 lethe="$1"; models="$2/stories260K"; work="$3"
@@ -21,17 +22,21 @@ for variant in stories260K stories260K_q8; do
   "$lethe" generate --model "$work/$variant.h5" --max-new-tokens 256 >"$work/$variant.empty.txt" \
     2>"$work/$variant.empty.log"
   if [ "$variant" = stories260K_q8 ]; then
-    # llama2.c's runq also quantises every activation vector to int8 (groups of 4) before each
-    # matmul; lethe dequantises the Q8_0 weights once at import and computes in fp32, so the two
-    # agree until rounding flips a late argmax. The fp32 and Q8_0 references part at byte 449;
-    # the converted Q8_0 model must follow the Q8_0 reference well past that point (it does to
-    # byte 542 of 566), which proves the int8 weights and scales were read exactly.
-    q8=$(common_prefix "$work/$variant.empty.txt" "$ref")
-    f32=$(common_prefix "$work/$variant.empty.txt" "$models/stories260K.greedy-t0-n256.txt")
+    # A Q8_0 import decodes like llama2.c's runq by default: int8 weights (recovered exactly
+    # from the dequantised floats) and every activation vector quantised to int8 (groups of 4)
+    # before its matmul, so its greedy output is runq's byte for byte (checked below).
+    grep -q "quantised decoding like llama2.c runq (int8 groups of 4)" "$work/$variant.empty.log" ||
+      fail "$variant: generate did not announce int8 decoding: $(cat "$work/$variant.empty.log")"
+    # In fp32 (the dequantised weights, activations unquantised) it agrees with runq until
+    # rounding flips a late argmax. The fp32 and Q8_0 references part at byte 449; the fp32
+    # decoding must follow the Q8_0 reference well past that point (to byte 542 of 566).
+    "$lethe" generate --model "$work/$variant.h5" --max-new-tokens 256 --no-int8-activations \
+      >"$work/$variant.fp32.txt" 2>/dev/null
+    q8=$(common_prefix "$work/$variant.fp32.txt" "$ref")
+    f32=$(common_prefix "$work/$variant.fp32.txt" "$models/stories260K.greedy-t0-n256.txt")
     [ "$q8" -ge 540 ] && [ "$q8" -gt "$f32" ] || \
-      fail "$variant: output shares $q8 bytes with the Q8_0 reference and $f32 with the fp32 one (want >= 540, and more than fp32)"
-    echo "ok: $variant greedy output shares $q8 of 566 bytes with runq's reference (the fp32 reference only $f32)"
-    continue
+      fail "$variant: fp32 output shares $q8 bytes with the Q8_0 reference and $f32 with the fp32 one (want >= 540, and more than fp32)"
+    echo "ok: $variant with --no-int8-activations shares $q8 of 566 bytes with runq's reference (the fp32 reference only $f32)"
   fi
   cmp "$work/$variant.empty.txt" "$ref" || fail "$variant: greedy output (empty prompt) differs from $ref"
   # From the prompt "Once upon a time": the same 256 positions, so the same text.
@@ -44,6 +49,17 @@ for variant in stories260K stories260K_q8; do
   cmp "$work/$variant.prompt.txt" "$ref" || fail "$variant: greedy output from 'Once upon a time' differs from $ref"
   echo "ok: $variant greedy output equals $(basename "$ref") byte for byte (empty prompt and 'Once upon a time')"
 done
+
+# The float model is no Q8_0 import: it decodes in fp32, and int8 decoding, asked for, is refused.
+! grep -q "quantised decoding" "$work/stories260K.empty.log" ||
+  fail "stories260K: the float model was decoded with int8 activations"
+if "$lethe" generate --model "$work/stories260K.h5" --int8-activations --max-new-tokens 4 \
+    >/dev/null 2>"$work/int8_refused.log"; then
+  fail "stories260K: --int8-activations accepted a float model"
+fi
+grep -q "not an unmodified llama2.c Q8_0 import" "$work/int8_refused.log" ||
+  fail "stories260K: unclear refusal of --int8-activations: $(cat "$work/int8_refused.log")"
+echo "ok: --int8-activations refuses the float model: $(cat "$work/int8_refused.log")"
 
 # Teacher-forced NLL of the reference sentence: sum 54.40415 nats over 34 predictions.
 printf '%s' "One day, a clever fox found a shiny key under the old oak tree." >"$work/fox.txt"
