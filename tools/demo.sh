@@ -72,6 +72,13 @@ echo
 stage "convert stories260K (llama2.c -> .h5)" \
   "$lethe" convert --from llama2c "$m/stories260K.bin" --tokenizer "$m/tok512.bin" \
   --out "$out/stories260K.h5"
+# What the base model is: a tiny story writer (greedy, the same text as llama2.c's run).
+echo
+echo "stories260K, greedy from \"Once upon a time\":"
+"$lethe" generate --model "$out/stories260K.h5" --prompt "Once upon a time" --max-new-tokens 120 \
+  2>>"$log" | fold -s -w 96 | sed 's/^/  /'
+echo
+t_stage=$(date +%s.%N)
 stage "tokenize forget (40), retain (400), full" tokenize_all
 stage "1. finetune target (retain + forget)" \
   "$lethe" finetune "$cfg/target.yaml" model="$out/stories260K.h5" \
