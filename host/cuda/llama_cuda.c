@@ -1,0 +1,686 @@
+// The Llama model on the "cuda" backend: uploads a LlamaModel, queues the CUDA twins of
+// kernels/ops.h on one stream, and mirrors host/llama.c's forward and backward step for step.
+#include "llama_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---- checks ----------------------------------------------------------------------------------
+
+static int cuda_failed(Err *e, const char *file, int line, const char *call, int rc) {
+    const cudaError_t err = (cudaError_t)rc;
+    return err_set(e, "%s:%d: %s failed: %s (%s)%s", file, line, call, cudaGetErrorName(err),
+                   cudaGetErrorString(err),
+                   err == cudaErrorMemoryAllocation
+                       ? ". HINT: the device is out of memory; use smaller batches or shorter "
+                         "sequences"
+                       : "");
+}
+
+// Every CUDA runtime call and kernel launcher (which return 0 or a cudaError_t, and name their
+// own details on stderr): on failure, the message names the file, line and call, and the
+// enclosing function returns -1.
+#define CUDA_TRY(e, call)                                                           \
+    do {                                                                            \
+        const int cuda_try_rc = (int)(call);                                        \
+        if (cuda_try_rc != 0)                                                       \
+            return cuda_failed(e, __FILE__, __LINE__, #call, cuda_try_rc);          \
+    } while (0)
+
+#define CUBLAS_TRY(e, call)                                                             \
+    do {                                                                                \
+        const cublasStatus_t cublas_try_s = (call);                                     \
+        if (cublas_try_s != CUBLAS_STATUS_SUCCESS)                                      \
+            return err_set(e, "%s:%d: %s failed: %s (%s)", __FILE__, __LINE__, #call,   \
+                           cublasGetStatusName(cublas_try_s),                           \
+                           cublasGetStatusString(cublas_try_s));                        \
+    } while (0)
+
+// ---- the device model ------------------------------------------------------------------------
+
+// Activations one block saves for the backward; void * tensors hold dtype elements.
+typedef struct {
+    void *ln1, *resmid, *ln2; // (N, D)
+    void *q, *att;            // (N, H * hd), q after RoPE
+    void *k, *v;              // (N, KV * hd), k after RoPE
+    void *gate, *up, *hmul;   // (N, F)
+    float *rstd1, *rstd2;     // (N)
+    float *lse;               // (N, H)
+} LayerActs;
+
+// The activation allocation, carved for cap_tokens tokens and cap_samples samples.
+typedef struct {
+    void *base;
+    size_t bytes, cap_tokens;
+    int cap_samples;
+    void **res;       // (L+1) residual streams (N, D); res[0] = embeddings
+    LayerActs *layer; // (L)
+    void *lnf;        // (N, D) final-normed hidden states
+    float *rstdf;     // (N)
+    void *xt;         // (M, D) the rows of lnf that predict a target
+    float *lse, *logprob, *weight; // (M) per target
+    // backward scratch; dres doubles as the forward's o- and down-projection output
+    void *dres, *dln;       // (N, D)
+    void *datt, *dq;        // (N, H * hd)
+    void *dk, *dv;          // (N, KV * hd)
+    void *dgate, *dup, *dh; // (N, F)
+    void *dxt; // (M + 1, D): row M stays zero, the source of every non-target row of dln
+    void *rms_scratch, *emb_scratch, *cls_scratch;
+    size_t cls_scratch_bytes;
+    int32_t *tokens, *targets; // (N), (M)
+    int32_t *tpos;             // (M) position of each target's row
+    int32_t *scatter;          // (N) target index of each position, M for none
+    int64_t *offsets;          // (n_samples + 1)
+} DeviceActs;
+
+struct LlamaCuda {
+    ModelConfig cfg;
+    LetheDtype dtype;
+    size_t es; // bytes of one dtype element
+    size_t n_params;
+    LayerOffsets *layers; // (L) copied from the host model
+    size_t embed, norm, lm_head;
+    int device;
+    char device_name[300]; // "CUDA device N (name)", name up to 256 bytes
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    float *params;
+    uint16_t *params16;
+    float *grads;
+    DeviceActs a;
+    // the last forward, on the host
+    size_t n_tokens, n_targets, host_cap;
+    int n_samples, have_forward;
+    int32_t *h_targets, *h_tpos, *h_scatter, *h_tsample; // (host_cap)
+    float *h_logprob;                                    // (host_cap)
+};
+
+// The weights the kernels read at a parameter offset (dtype), and the gradient there (float32).
+static const void *weight_at(const LlamaCuda *d, size_t off) {
+    return d->dtype == LETHE_F32 ? (const void *)(d->params + off)
+                                 : (const void *)(d->params16 + off);
+}
+static const void *opt_weight_at(const LlamaCuda *d, size_t off) {
+    return off == NO_TENSOR ? NULL : weight_at(d, off);
+}
+static float *opt_grad_at(const LlamaCuda *d, size_t off) {
+    return off == NO_TENSOR ? NULL : d->grads + off;
+}
+
+static const char *dtype_label(LetheDtype dtype) {
+    return dtype == LETHE_F32 ? "float32" : "bfloat16";
+}
+
+// Fails when `bytes` more device memory would not fit in what the device has free: the message
+// names what needs it and what to reduce.
+static int check_fits(const LlamaCuda *d, size_t bytes, const char *what, const char *hint,
+                      Err *e) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_TRY(e, cudaMemGetInfo(&free_b, &total_b));
+    if (bytes > free_b)
+        return err_set(e,
+                       "out of device memory: %s need %zu MiB (%zu bytes), %s has %zu MiB free "
+                       "of %zu MiB; %s",
+                       what, bytes >> 20, bytes, d->device_name, free_b >> 20, total_b >> 20,
+                       hint);
+    return 0;
+}
+
+// cudaMalloc; when it fails for lack of memory, a message like check_fits's.
+static int device_alloc(const LlamaCuda *d, void **p, size_t bytes, const char *what,
+                        const char *hint, Err *e) {
+    *p = NULL;
+    const cudaError_t rc = cudaMalloc(p, bytes ? bytes : 1);
+    if (rc == cudaSuccess) return 0;
+    *p = NULL;
+    if (rc != cudaErrorMemoryAllocation)
+        return cuda_failed(e, __FILE__, __LINE__, "cudaMalloc(p, bytes)", rc);
+    (void)cudaGetLastError(); // the failed allocation is not sticky; clear it
+    size_t free_b = 0, total_b = 0;
+    CUDA_TRY(e, cudaMemGetInfo(&free_b, &total_b));
+    return err_set(e,
+                   "out of device memory: cudaMalloc of %zu MiB (%zu bytes) for %s failed with "
+                   "%zu MiB free of %zu MiB on %s; %s",
+                   bytes >> 20, bytes, what, free_b >> 20, total_b >> 20, d->device_name, hint);
+}
+
+// ---- bfloat16 weights ------------------------------------------------------------------------
+
+// Round to nearest even, as __float2bfloat16_rn; NaNs stay quiet NaNs.
+static uint16_t bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+// Uploads params (host, n_params) to the float32 weights and, in bf16 mode, their rounding,
+// through a bounded staging buffer (a host copy of a large model's bf16 weights would not fit).
+static int upload_params(LlamaCuda *d, const float *params, Err *e) {
+    CUDA_TRY(e, cudaMemcpyAsync(d->params, params, d->n_params * sizeof(float),
+                                cudaMemcpyHostToDevice, d->stream));
+    if (d->dtype == LETHE_BF16) {
+        enum { CHUNK = 1 << 20 };
+        uint16_t *stage = malloc(CHUNK * sizeof *stage);
+        if (!stage) return err_set(e, "out of host memory for a %d-element staging buffer", CHUNK);
+        for (size_t at = 0; at < d->n_params; at += CHUNK) {
+            const size_t n = d->n_params - at < CHUNK ? d->n_params - at : CHUNK;
+            for (size_t i = 0; i < n; i++) stage[i] = bf16_bits(params[at + i]);
+            const cudaError_t rc = cudaMemcpyAsync(d->params16 + at, stage, n * sizeof *stage,
+                                                   cudaMemcpyHostToDevice, d->stream);
+            // The staging buffer is refilled next round: wait for the copy.
+            const cudaError_t sync = rc == cudaSuccess ? cudaStreamSynchronize(d->stream) : rc;
+            if (sync != cudaSuccess) {
+                free(stage);
+                return cuda_failed(e, __FILE__, __LINE__,
+                                   "cudaMemcpyAsync(params16 + at, stage, ...)", sync);
+            }
+        }
+        free(stage);
+    }
+    CUDA_TRY(e, cudaStreamSynchronize(d->stream));
+    return 0;
+}
+
+// ---- create / free ---------------------------------------------------------------------------
+
+static int create_on_device(LlamaCuda *d, const LlamaModel *m, Err *e) {
+    CUDA_TRY(e, cudaGetDevice(&d->device));
+    struct cudaDeviceProp prop;
+    CUDA_TRY(e, cudaGetDeviceProperties(&prop, d->device));
+    snprintf(d->device_name, sizeof d->device_name, "CUDA device %d (%.256s)", d->device,
+             prop.name);
+    CUDA_TRY(e, cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
+    CUBLAS_TRY(e, cublasCreate(&d->cublas));
+    CUBLAS_TRY(e, cublasSetStream(d->cublas, d->stream));
+
+    const size_t n = d->n_params;
+    const size_t bytes =
+        n * sizeof(float) * 2 + (d->dtype == LETHE_BF16 ? n * sizeof(uint16_t) : 0);
+    char what[192];
+    snprintf(what, sizeof what, "the weights (%s%s) and float32 gradients of %zu parameters",
+             dtype_label(d->dtype), d->dtype == LETHE_BF16 ? " and a float32 master copy" : "",
+             n);
+    const char *hint = "use a device with more memory, or a smaller model";
+    if (check_fits(d, bytes, what, hint, e)) return -1;
+    if (device_alloc(d, (void **)&d->params, n * sizeof(float), what, hint, e)) return -1;
+    if (d->dtype == LETHE_BF16 &&
+        device_alloc(d, (void **)&d->params16, n * sizeof(uint16_t), what, hint, e))
+        return -1;
+    if (device_alloc(d, (void **)&d->grads, n * sizeof(float), what, hint, e)) return -1;
+    if (upload_params(d, m->params, e)) return -1;
+    return llama_cuda_zero_grads(d, e);
+}
+
+int llama_cuda_create(LlamaCuda **out, const LlamaModel *m, LetheDtype dtype, Err *e) {
+    *out = NULL;
+    if (dtype != LETHE_F32 && dtype != LETHE_BF16)
+        return err_set(e, "unknown device dtype %d", (int)dtype);
+    int count = 0;
+    const cudaError_t rc = cudaGetDeviceCount(&count);
+    if (rc != cudaSuccess)
+        return err_set(e,
+                       "no CUDA device: cudaGetDeviceCount failed with %s (%s); check the driver "
+                       "(nvidia-smi) and CUDA_VISIBLE_DEVICES, or use --device cpu",
+                       cudaGetErrorName(rc), cudaGetErrorString(rc));
+    if (count <= 0)
+        return err_set(e, "no CUDA device: cudaGetDeviceCount found none; check "
+                          "CUDA_VISIBLE_DEVICES, or use --device cpu");
+    LlamaCuda *d = calloc(1, sizeof *d);
+    const int L = m->cfg.num_hidden_layers;
+    if (!d || !(d->layers = malloc((size_t)L * sizeof *d->layers))) {
+        free(d);
+        return err_set(e, "out of host memory for the device model's table");
+    }
+    d->cfg = m->cfg;
+    d->dtype = dtype;
+    d->es = dtype == LETHE_F32 ? sizeof(float) : sizeof(uint16_t);
+    d->n_params = m->n_params;
+    memcpy(d->layers, m->layers, (size_t)L * sizeof *d->layers);
+    d->embed = m->embed;
+    d->norm = m->norm;
+    d->lm_head = m->lm_head;
+    if (create_on_device(d, m, e)) {
+        llama_cuda_free(d);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+static void acts_release(DeviceActs *a) {
+    cudaFree(a->base);
+    free(a->res);
+    free(a->layer);
+    memset(a, 0, sizeof *a);
+}
+
+void llama_cuda_free(LlamaCuda *d) {
+    if (!d) return;
+    if (d->stream) cudaStreamSynchronize(d->stream);
+    acts_release(&d->a);
+    cudaFree(d->params);
+    cudaFree(d->params16);
+    cudaFree(d->grads);
+    if (d->cublas) cublasDestroy(d->cublas);
+    if (d->stream) cudaStreamDestroy(d->stream);
+    free(d->layers);
+    free(d->h_targets);
+    free(d->h_tpos);
+    free(d->h_scatter);
+    free(d->h_tsample);
+    free(d->h_logprob);
+    free(d);
+}
+
+// ---- activations -----------------------------------------------------------------------------
+
+// Sub-buffers of one allocation, each starting on a 256-byte boundary (cudaMalloc's alignment,
+// which vectorised and cuBLAS loads like). With base NULL it only counts the bytes.
+typedef struct {
+    char *base;
+    size_t at;
+} Carver;
+
+static void *carve(Carver *c, size_t bytes) {
+    void *p = c->base ? c->base + c->at : NULL;
+    c->at += (bytes + 255) / 256 * 256;
+    return p;
+}
+
+// Lays out (or, with base NULL, sizes) the activations for N tokens and n_samples samples; a->res
+// and a->layer must be allocated when base is not NULL.
+static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_samples,
+                         LetheDtype dtype, char *base) {
+    const size_t es = dtype == LETHE_F32 ? sizeof(float) : sizeof(uint16_t), fs = sizeof(float);
+    const size_t D = c->hidden_size, F = c->intermediate_size, H = c->num_attention_heads;
+    const size_t Q = H * c->head_dim, KVD = (size_t)c->num_key_value_heads * c->head_dim;
+    const int L = c->num_hidden_layers;
+    Carver cv = {base, 0};
+#define CARVE(ptr, bytes)                    \
+    do {                                     \
+        void *carved_ = carve(&cv, (bytes)); \
+        if (cv.base) (ptr) = carved_;        \
+    } while (0)
+    for (int l = 0; l <= L; l++) CARVE(a->res[l], N * D * es);
+    for (int l = 0; l < L; l++) {
+        LayerActs *la = base ? &a->layer[l] : NULL;
+        CARVE(la->ln1, N * D * es);
+        CARVE(la->rstd1, N * fs);
+        CARVE(la->q, N * Q * es);
+        CARVE(la->k, N * KVD * es);
+        CARVE(la->v, N * KVD * es);
+        CARVE(la->lse, N * H * fs);
+        CARVE(la->att, N * Q * es);
+        CARVE(la->resmid, N * D * es);
+        CARVE(la->ln2, N * D * es);
+        CARVE(la->rstd2, N * fs);
+        CARVE(la->gate, N * F * es);
+        CARVE(la->up, N * F * es);
+        CARVE(la->hmul, N * F * es);
+    }
+    CARVE(a->lnf, N * D * es);
+    CARVE(a->rstdf, N * fs);
+    CARVE(a->xt, N * D * es);
+    CARVE(a->lse, N * fs);
+    CARVE(a->logprob, N * fs);
+    CARVE(a->weight, N * fs);
+    CARVE(a->dres, N * D * es);
+    CARVE(a->dln, N * D * es);
+    CARVE(a->datt, N * Q * es);
+    CARVE(a->dq, N * Q * es);
+    CARVE(a->dk, N * KVD * es);
+    CARVE(a->dv, N * KVD * es);
+    CARVE(a->dgate, N * F * es);
+    CARVE(a->dup, N * F * es);
+    CARVE(a->dh, N * F * es);
+    CARVE(a->dxt, (N + 1) * D * es);
+    CARVE(a->rms_scratch, cuda_rmsnorm_backward_scratch_size(N, (int)D));
+    CARVE(a->emb_scratch, cuda_embedding_backward_scratch_size(N));
+    // Enough for the largest tiles of any M <= N, which the classifier then always takes: its
+    // bits depend on the batch alone, not on the capacity earlier batches left.
+    const size_t cls = cuda_classifier_scratch_bytes(N, (int)D, c->vocab_size, dtype);
+    CARVE(a->cls_scratch, cls);
+    CARVE(a->tokens, N * sizeof(int32_t));
+    CARVE(a->targets, N * sizeof(int32_t));
+    CARVE(a->tpos, N * sizeof(int32_t));
+    CARVE(a->scatter, N * sizeof(int32_t));
+    CARVE(a->offsets, ((size_t)n_samples + 1) * sizeof(int64_t));
+#undef CARVE
+    if (base) a->cls_scratch_bytes = cls;
+    return cv.at;
+}
+
+size_t llama_cuda_activation_bytes(const ModelConfig *c, size_t n_tokens, int n_samples,
+                                   LetheDtype dtype) {
+    DeviceActs sizing = {0};
+    return carve_acts(&sizing, c, n_tokens, n_samples, dtype, NULL);
+}
+
+static int host_reserve(LlamaCuda *d, size_t N, Err *e) {
+    if (N <= d->host_cap) return 0;
+    free(d->h_targets);
+    free(d->h_tpos);
+    free(d->h_scatter);
+    free(d->h_tsample);
+    free(d->h_logprob);
+    d->h_targets = malloc(N * sizeof(int32_t));
+    d->h_tpos = malloc(N * sizeof(int32_t));
+    d->h_scatter = malloc(N * sizeof(int32_t));
+    d->h_tsample = malloc(N * sizeof(int32_t));
+    d->h_logprob = malloc(N * sizeof(float));
+    if (!d->h_targets || !d->h_tpos || !d->h_scatter || !d->h_tsample || !d->h_logprob) {
+        d->host_cap = 0;
+        return err_set(e, "out of host memory for the targets of %zu tokens", N);
+    }
+    d->host_cap = N;
+    return 0;
+}
+
+// Carves the activations for N tokens, reallocating (with headroom, so that a run of similar
+// batches allocates once) when the current ones are too small.
+static int acts_reserve(LlamaCuda *d, size_t N, int n_samples, Err *e) {
+    DeviceActs *a = &d->a;
+    if (a->base && N <= a->cap_tokens && n_samples <= a->cap_samples) return 0;
+    const size_t want = N > a->cap_tokens ? N + N / 4 : a->cap_tokens;
+    const int samples = n_samples > a->cap_samples ? n_samples : a->cap_samples;
+    CUDA_TRY(e, cudaStreamSynchronize(d->stream));
+    acts_release(a);
+    const ModelConfig *c = &d->cfg;
+    size_t cap = want, bytes = carve_acts(a, c, cap, samples, d->dtype, NULL);
+    size_t free_b = 0, total_b = 0;
+    CUDA_TRY(e, cudaMemGetInfo(&free_b, &total_b));
+    if (bytes > free_b) { // no headroom then
+        cap = N;
+        bytes = carve_acts(a, c, cap, samples, d->dtype, NULL);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "the %s activations of a batch of %zu tokens in %d samples",
+             dtype_label(d->dtype), N, n_samples);
+    const char *hint = "use smaller batches or shorter sequences (activations grow linearly "
+                       "with the tokens of a batch)";
+    if (check_fits(d, bytes, what, hint, e)) return -1;
+    a->res = malloc(((size_t)c->num_hidden_layers + 1) * sizeof *a->res);
+    a->layer = malloc((size_t)c->num_hidden_layers * sizeof *a->layer);
+    if (!a->res || !a->layer) {
+        acts_release(a);
+        return err_set(e, "out of host memory for the activation table");
+    }
+    if (device_alloc(d, &a->base, bytes, what, hint, e)) {
+        acts_release(a);
+        return -1;
+    }
+    carve_acts(a, c, cap, samples, d->dtype, a->base);
+    a->bytes = bytes;
+    a->cap_tokens = cap;
+    a->cap_samples = samples;
+    if (host_reserve(d, cap, e)) {
+        acts_release(a); // the next forward starts over rather than find half a reservation
+        return -1;
+    }
+    return 0;
+}
+
+// ---- forward ---------------------------------------------------------------------------------
+
+// The checks of host/llama.c, and what the device kernels take (int32 positions, int sizes).
+static int check_batch(const ModelConfig *c, const Batch *b, Err *e) {
+    if (b->n_samples <= 0 || b->n_tokens == 0) return err_set(e, "empty batch");
+    if (b->offsets[0] != 0 || (size_t)b->offsets[b->n_samples] != b->n_tokens)
+        return err_set(e, "batch offsets do not cover the %zu tokens", b->n_tokens);
+    if (b->n_tokens > (size_t)INT32_MAX / 2)
+        return err_set(e, "a batch of %zu tokens; the cuda backend takes at most %d",
+                       b->n_tokens, INT32_MAX / 2);
+    for (int s = 0; s < b->n_samples; s++) {
+        int64_t len = b->offsets[s + 1] - b->offsets[s];
+        if (len <= 0) return err_set(e, "batch sample %d is empty", s);
+        if (len > c->max_position_embeddings)
+            return err_set(e,
+                           "batch sample %d has %lld tokens, more than max_position_embeddings "
+                           "%d; truncate or split it",
+                           s, (long long)len, c->max_position_embeddings);
+    }
+    for (size_t t = 0; t < b->n_tokens; t++)
+        if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
+            return err_set(e, "token %zu of the batch has id %d, not below vocab_size %d", t,
+                           b->tokens[t], c->vocab_size);
+    return 0;
+}
+
+static int upload(LlamaCuda *d, void *dst, const void *src, size_t bytes, Err *e) {
+    if (bytes == 0) return 0;
+    CUDA_TRY(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, d->stream));
+    return 0;
+}
+
+// Embedding, the blocks, the final norm, and the gather of the rows that predict a target, as
+// forward_trunk in host/llama.c. Each residual add is fused into the RMSNorm that follows it.
+static int forward_trunk(LlamaCuda *d, Err *e) {
+    const ModelConfig *c = &d->cfg;
+    DeviceActs *a = &d->a;
+    const int L = c->num_hidden_layers, H = c->num_attention_heads, KV = c->num_key_value_heads;
+    const int hd = c->head_dim, D = c->hidden_size, F = c->intermediate_size;
+    const int Q = H * hd, KVD = KV * hd, S = d->n_samples;
+    const size_t N = d->n_tokens;
+    const LetheDtype dt = d->dtype;
+    cudaStream_t st = d->stream;
+    void *tmp = a->dres; // (N, D): the o and down projections' output
+
+    CUDA_TRY(e, cuda_embedding_forward(a->res[0], a->tokens, weight_at(d, d->embed), N, D, dt, st));
+    // The next norm's input is na + nb (nb NULL: na alone, already in res[l]).
+    const void *na = a->res[0], *nb = NULL;
+    for (int l = 0; l < L; l++) {
+        const LayerOffsets *o = &d->layers[l];
+        LayerActs *la = &a->layer[l];
+        CUDA_TRY(e, cuda_rmsnorm_forward(la->ln1, la->rstd1, a->res[l], na, nb,
+                                         weight_at(d, o->ln1), N, D, c->rms_norm_eps, dt, st));
+        CUDA_TRY(e, cuda_matmul_forward(la->q, la->ln1, weight_at(d, o->wq),
+                                        opt_weight_at(d, o->bq), N, D, Q, dt, d->cublas, st));
+        CUDA_TRY(e, cuda_matmul_forward(la->k, la->ln1, weight_at(d, o->wk),
+                                        opt_weight_at(d, o->bk), N, D, KVD, dt, d->cublas, st));
+        CUDA_TRY(e, cuda_matmul_forward(la->v, la->ln1, weight_at(d, o->wv),
+                                        opt_weight_at(d, o->bv), N, D, KVD, dt, d->cublas, st));
+        CUDA_TRY(e, cuda_rope_forward(la->q, a->offsets, S, N, H, hd, c->rope_theta, dt, st));
+        CUDA_TRY(e, cuda_rope_forward(la->k, a->offsets, S, N, KV, hd, c->rope_theta, dt, st));
+        CUDA_TRY(e, cuda_attention_forward(la->att, la->lse, la->q, la->k, la->v, a->offsets, S,
+                                           N, H, KV, hd, dt, st));
+        CUDA_TRY(e, cuda_matmul_forward(tmp, la->att, weight_at(d, o->wo), NULL, N, Q, D, dt,
+                                        d->cublas, st));
+        // resmid = res[l] + o-proj, ln2 = norm(resmid)
+        CUDA_TRY(e, cuda_rmsnorm_forward(la->ln2, la->rstd2, la->resmid, a->res[l], tmp,
+                                         weight_at(d, o->ln2), N, D, c->rms_norm_eps, dt, st));
+        CUDA_TRY(e, cuda_matmul_forward(la->gate, la->ln2, weight_at(d, o->wgate), NULL, N, D, F,
+                                        dt, d->cublas, st));
+        CUDA_TRY(e, cuda_matmul_forward(la->up, la->ln2, weight_at(d, o->wup), NULL, N, D, F, dt,
+                                        d->cublas, st));
+        CUDA_TRY(e, cuda_swiglu_forward(la->hmul, la->gate, la->up, N * (size_t)F, dt, st));
+        CUDA_TRY(e, cuda_matmul_forward(tmp, la->hmul, weight_at(d, o->wdown), NULL, N, F, D, dt,
+                                        d->cublas, st));
+        na = la->resmid; // res[l+1] = resmid + down-proj, stored by the next norm
+        nb = tmp;
+    }
+    CUDA_TRY(e, cuda_rmsnorm_forward(a->lnf, a->rstdf, a->res[L], na, nb, weight_at(d, d->norm),
+                                     N, D, c->rms_norm_eps, dt, st));
+    // The embedding kernel is a row gather: xt[j] = lnf[tpos[j]].
+    CUDA_TRY(e, cuda_embedding_forward(a->xt, a->tpos, a->lnf, d->n_targets, D, dt, st));
+    return 0;
+}
+
+int llama_cuda_forward(LlamaCuda *d, const Batch *b, double *sum_logprob, int *n_targets,
+                       Err *e) {
+    d->have_forward = 0;
+    if (check_batch(&d->cfg, b, e)) return -1;
+    const size_t N = b->n_tokens;
+    if (acts_reserve(d, N, b->n_samples, e)) return -1;
+    DeviceActs *a = &d->a;
+    // Targets, in host/llama.c's order: position t predicts token t+1 of its sample.
+    size_t M = 0;
+    for (int s = 0; s < b->n_samples; s++) {
+        const int64_t end = b->offsets[s + 1];
+        for (int64_t t = b->offsets[s]; t < end; t++) {
+            d->h_scatter[t] = -1;
+            if (t + 1 >= end || (b->loss_mask && !b->loss_mask[t + 1])) continue;
+            d->h_targets[M] = b->tokens[t + 1];
+            d->h_tsample[M] = s;
+            d->h_tpos[M] = (int32_t)t;
+            d->h_scatter[t] = (int32_t)M;
+            M++;
+        }
+    }
+    for (size_t t = 0; t < N; t++)
+        if (d->h_scatter[t] < 0) d->h_scatter[t] = (int32_t)M; // dxt's zero row
+    d->n_tokens = N;
+    d->n_targets = M;
+    d->n_samples = b->n_samples;
+    if (upload(d, a->tokens, b->tokens, N * sizeof(int32_t), e) ||
+        upload(d, a->offsets, b->offsets, ((size_t)b->n_samples + 1) * sizeof(int64_t), e) ||
+        upload(d, a->targets, d->h_targets, M * sizeof(int32_t), e) ||
+        upload(d, a->tpos, d->h_tpos, M * sizeof(int32_t), e) ||
+        upload(d, a->scatter, d->h_scatter, N * sizeof(int32_t), e))
+        return -1;
+    if (forward_trunk(d, e)) return -1;
+    const int D = d->cfg.hidden_size, V = d->cfg.vocab_size;
+    if (M > 0) {
+        CUDA_TRY(e, cuda_classifier_forward(a->logprob, a->lse, a->cls_scratch,
+                                            a->cls_scratch_bytes, a->xt,
+                                            weight_at(d, d->lm_head), a->targets, M, D, V,
+                                            d->dtype, d->cublas, d->stream));
+        CUDA_TRY(e, cudaMemcpyAsync(d->h_logprob, a->logprob, M * sizeof(float),
+                                    cudaMemcpyDeviceToHost, d->stream));
+    }
+    CUDA_TRY(e, cudaStreamSynchronize(d->stream));
+    // Per-sample sums in target order, in double, as host/llama.c.
+    if (sum_logprob)
+        for (int s = 0; s < b->n_samples; s++) sum_logprob[s] = 0.0;
+    if (n_targets)
+        for (int s = 0; s < b->n_samples; s++) n_targets[s] = 0;
+    for (size_t j = 0; j < M; j++) {
+        if (sum_logprob) sum_logprob[d->h_tsample[j]] += d->h_logprob[j];
+        if (n_targets) n_targets[d->h_tsample[j]]++;
+    }
+    d->have_forward = 1;
+    return 0;
+}
+
+size_t llama_cuda_n_targets(const LlamaCuda *d) { return d->have_forward ? d->n_targets : 0; }
+const int32_t *llama_cuda_target_sample(const LlamaCuda *d) { return d->h_tsample; }
+const float *llama_cuda_target_logprob(const LlamaCuda *d) { return d->h_logprob; }
+
+// ---- backward --------------------------------------------------------------------------------
+
+static int zero(LlamaCuda *d, void *p, size_t bytes, Err *e) {
+    CUDA_TRY(e, cudaMemsetAsync(p, 0, bytes, d->stream));
+    return 0;
+}
+
+int llama_cuda_backward(LlamaCuda *d, const float *weight, Err *e) {
+    if (!d->have_forward) return err_set(e, "llama_cuda_backward: no forward to go back through");
+    const ModelConfig *c = &d->cfg;
+    DeviceActs *a = &d->a;
+    const int L = c->num_hidden_layers, H = c->num_attention_heads, KV = c->num_key_value_heads;
+    const int hd = c->head_dim, D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+    const int Q = H * hd, KVD = KV * hd, S = d->n_samples;
+    const size_t N = d->n_tokens, M = d->n_targets, es = d->es;
+    const LetheDtype dt = d->dtype;
+    cudaStream_t st = d->stream;
+    void *cb = d->cublas;
+    float *g = d->grads;
+
+    // Classifier into the target rows, then every position's row of dln: the target's row of
+    // dxt, or its zero row M (the embedding kernel as a gather again: one launch, no scatter).
+    if (zero(d, a->dxt, (M + 1) * (size_t)D * es, e)) return -1;
+    if (M > 0) {
+        if (upload(d, a->weight, weight, M * sizeof(float), e)) return -1;
+        CUDA_TRY(e, cuda_classifier_backward(a->dxt, g + d->lm_head, a->cls_scratch,
+                                             a->cls_scratch_bytes, a->xt,
+                                             weight_at(d, d->lm_head), a->targets, a->lse,
+                                             a->weight, M, D, V, dt, cb, st));
+    }
+    CUDA_TRY(e, cuda_embedding_forward(a->dln, a->scatter, a->dxt, N, D, dt, st));
+    if (zero(d, a->dres, N * (size_t)D * es, e)) return -1;
+    CUDA_TRY(e, cuda_rmsnorm_backward(a->dres, g + d->norm, a->rms_scratch, a->dln, a->res[L],
+                                      weight_at(d, d->norm), a->rstdf, N, D, dt, st));
+
+    for (int l = L - 1; l >= 0; l--) {
+        const LayerOffsets *o = &d->layers[l];
+        LayerActs *la = &a->layer[l];
+        // MLP branch: res[l+1] = resmid + down(silu(gate(ln2)) * up(ln2))
+        if (zero(d, a->dh, N * (size_t)F * es, e)) return -1;
+        CUDA_TRY(e, cuda_matmul_backward(a->dh, g + o->wdown, NULL, a->dres, la->hmul,
+                                         weight_at(d, o->wdown), N, F, D, dt, cb, st));
+        if (zero(d, a->dgate, N * (size_t)F * es, e) || zero(d, a->dup, N * (size_t)F * es, e))
+            return -1;
+        CUDA_TRY(e, cuda_swiglu_backward(a->dgate, a->dup, a->dh, la->gate, la->up,
+                                         N * (size_t)F, dt, st));
+        if (zero(d, a->dln, N * (size_t)D * es, e)) return -1;
+        CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wgate, NULL, a->dgate, la->ln2,
+                                         weight_at(d, o->wgate), N, D, F, dt, cb, st));
+        CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wup, NULL, a->dup, la->ln2,
+                                         weight_at(d, o->wup), N, D, F, dt, cb, st));
+        CUDA_TRY(e, cuda_rmsnorm_backward(a->dres, g + o->ln2, a->rms_scratch, a->dln,
+                                          la->resmid, weight_at(d, o->ln2), la->rstd2, N, D, dt,
+                                          st));
+        // Attention branch: resmid = res[l] + o(attn(rope(q), rope(k), v))
+        if (zero(d, a->datt, N * (size_t)Q * es, e)) return -1;
+        CUDA_TRY(e, cuda_matmul_backward(a->datt, g + o->wo, NULL, a->dres, la->att,
+                                         weight_at(d, o->wo), N, Q, D, dt, cb, st));
+        if (zero(d, a->dq, N * (size_t)Q * es, e) || zero(d, a->dk, N * (size_t)KVD * es, e) ||
+            zero(d, a->dv, N * (size_t)KVD * es, e))
+            return -1;
+        CUDA_TRY(e, cuda_attention_backward(a->dq, a->dk, a->dv, a->datt, la->att, la->lse,
+                                            la->q, la->k, la->v, a->offsets, S, N, H, KV, hd, dt,
+                                            st));
+        CUDA_TRY(e, cuda_rope_backward(a->dq, a->offsets, S, N, H, hd, c->rope_theta, dt, st));
+        CUDA_TRY(e, cuda_rope_backward(a->dk, a->offsets, S, N, KV, hd, c->rope_theta, dt, st));
+        if (zero(d, a->dln, N * (size_t)D * es, e)) return -1;
+        CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wq, opt_grad_at(d, o->bq), a->dq, la->ln1,
+                                         weight_at(d, o->wq), N, D, Q, dt, cb, st));
+        CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wk, opt_grad_at(d, o->bk), a->dk, la->ln1,
+                                         weight_at(d, o->wk), N, D, KVD, dt, cb, st));
+        CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wv, opt_grad_at(d, o->bv), a->dv, la->ln1,
+                                         weight_at(d, o->wv), N, D, KVD, dt, cb, st));
+        CUDA_TRY(e, cuda_rmsnorm_backward(a->dres, g + o->ln1, a->rms_scratch, a->dln, a->res[l],
+                                          weight_at(d, o->ln1), la->rstd1, N, D, dt, st));
+    }
+    // Tied head: the classifier's dw above went to the same rows, as on the CPU.
+    CUDA_TRY(e, cuda_embedding_backward(g + d->embed, a->emb_scratch, a->dres, a->tokens, N, D, V,
+                                        dt, st));
+    CUDA_TRY(e, cudaStreamSynchronize(st));
+    return 0;
+}
+
+// ---- parameters and gradients ----------------------------------------------------------------
+
+int llama_cuda_zero_grads(LlamaCuda *d, Err *e) {
+    CUDA_TRY(e, cudaMemsetAsync(d->grads, 0, d->n_params * sizeof(float), d->stream));
+    CUDA_TRY(e, cudaStreamSynchronize(d->stream));
+    return 0;
+}
+
+static int download(const LlamaCuda *d, void *dst, const void *src, size_t bytes, Err *e) {
+    CUDA_TRY(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, d->stream));
+    CUDA_TRY(e, cudaStreamSynchronize(d->stream));
+    return 0;
+}
+
+int llama_cuda_download_grads(const LlamaCuda *d, float *grads, Err *e) {
+    return download(d, grads, d->grads, d->n_params * sizeof(float), e);
+}
+
+int llama_cuda_upload_params(LlamaCuda *d, const float *params, Err *e) {
+    return upload_params(d, params, e);
+}
+
+int llama_cuda_download_params(const LlamaCuda *d, float *params, Err *e) {
+    return download(d, params, d->params, d->n_params * sizeof(float), e);
+}
+
+LlamaCudaBuffers llama_cuda_buffers(const LlamaCuda *d) {
+    return (LlamaCudaBuffers){d->n_params, d->dtype, d->params, d->params16, d->grads,
+                              d->stream, d->cublas};
+}
