@@ -1,5 +1,6 @@
-// Small test support for the harness's own tests: CHECK macros that count failures, a named-test
-// runner, and death tests (fork, run, expect a signal and a diagnostic on stderr).
+// Small test support for the harness's own tests and the CUDA kernel tests: CHECK macros that count
+// failures, a named-test runner, and death tests (fork, run, expect a signal and a diagnostic on
+// stderr). Only the CUDA runtime API, never the harness: the kernel tests also build for a GPU.
 #ifndef LETHE_CUDA_HARNESS_TEST_UTIL_H
 #define LETHE_CUDA_HARNESS_TEST_UTIL_H
 

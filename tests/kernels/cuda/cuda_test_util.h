@@ -1,16 +1,26 @@
 // Support shared by the CUDA-twin tests: seeded random inputs, bf16 conversions, dtype-generic
 // device tensors, tolerance checks against the CPU twins (with a table of the worst errors seen),
-// and a determinism runner over two harness schedule seeds.
+// and a determinism runner (two harness schedule seeds; on a GPU, repeated runs).
 #ifndef LETHE_TESTS_CUDA_TEST_UTIL_H
 #define LETHE_TESTS_CUDA_TEST_UTIL_H
 
+// The same test sources build two ways (tests/kernels/cuda/CMakeLists.txt): against the CPU
+// execution harness (default), or with LETHE_KERNEL_TESTS_ON_GPU against the nvcc build of
+// kernels/cuda and the real CUDA runtime. harness.h defines LETHE_CUDA_HARNESS; code that only
+// the harness can run (its schedule controls, its range checks) sits behind that macro.
+#ifdef LETHE_KERNEL_TESTS_ON_GPU
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#else
 #include "harness.h"    // lethe_harness::set_schedule_seed / set_worker_threads
+#endif
 #include "ops.h"        // LetheDtype, the launchers
 #include "test_util.h"  // CHECK, CHECK_CUDA, run_test, DeviceBuffer, test_exit_code
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <functional>
@@ -19,6 +29,24 @@
 #include <vector>
 
 namespace cuda_test {
+
+// Under the harness there is always a device. On a GPU build without a usable device the test
+// exits 77 (CTest's SKIP_RETURN_CODE) with the runtime's reason, instead of failing every check;
+// with one it names the device in the log.
+inline void skip_without_device() {
+#ifndef LETHE_CUDA_HARNESS
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        printf("skipped: no CUDA device (%s)\n",
+               e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found none");
+        exit(77);
+    }
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+        printf("device 0: %s, compute capability %d.%d\n", prop.name, prop.major, prop.minor);
+#endif
+}
 
 // splitmix64: the same seed gives the same inputs on every machine and compiler.
 class Rng {
@@ -69,7 +97,8 @@ inline const char* dtype_name(LetheDtype dtype) { return dtype == LETHE_F32 ? "f
 inline size_t dtype_size(LetheDtype dtype) { return dtype == LETHE_F32 ? 4 : 2; }
 
 // A device tensor of n float32 or bfloat16 elements, written and read as float. A tensor made
-// from a size alone keeps the harness's NaN poison until written.
+// from a size alone keeps the harness's NaN poison (on a GPU: whatever the memory held) until
+// written.
 class DeviceTensor {
 public:
     DeviceTensor(size_t n, LetheDtype dtype) : n_(n), dtype_(dtype) {
@@ -219,34 +248,50 @@ inline void print_worst_errors() {
 // ---- determinism --------------------------------------------------------------------------------
 
 // Runs `run` (which launches the kernels on fresh copies of fixed inputs and returns the bytes of
-// every output) under two harness schedule seeds, twice each, the second time with blocks spread
-// over two OS threads, and checks that all four runs give identical bits.
+// every output) four times and checks that all four give identical bits. Under the harness the
+// runs differ in schedule: two schedule seeds, each with blocks on one and on two OS threads. On a
+// GPU the hardware picks the block and warp order afresh for every launch.
 inline bool expect_deterministic(const std::string& what,
                                  const std::function<std::vector<uint8_t>()>& run,
                                  uint64_t seed_a = 1, uint64_t seed_b = 0x5eed) {
+    struct Schedule {
+        uint64_t seed;
+        unsigned threads;
+    };
+    const Schedule schedules[] = {{seed_a, 1}, {seed_a, 2}, {seed_b, 1}, {seed_b, 2}};
+#ifdef LETHE_CUDA_HARNESS
     const uint64_t saved_seed = lethe_harness::schedule_seed();
     const unsigned saved_threads = lethe_harness::worker_threads();
+#endif
     std::vector<uint8_t> first;
     bool ok = true;
-    for (const uint64_t seed : {seed_a, seed_b}) {
-        for (const unsigned threads : {1u, 2u}) {
-            lethe_harness::set_schedule_seed(seed);
-            lethe_harness::set_worker_threads(threads);
-            const std::vector<uint8_t> bytes = run();
-            if (first.empty() && seed == seed_a && threads == 1) {
-                first = bytes;
-            } else if (bytes != first) {
-                size_t at = 0;
-                while (at < bytes.size() && at < first.size() && bytes[at] == first[at]) ++at;
-                fprintf(stderr, "  %s: schedule seed %llu, %u worker thread(s): output differs "
-                        "from the first run at byte %zu of %zu\n", what.c_str(),
-                        static_cast<unsigned long long>(seed), threads, at, first.size());
-                ok = false;
-            }
+    for (const Schedule& s : schedules) {
+#ifdef LETHE_CUDA_HARNESS
+        lethe_harness::set_schedule_seed(s.seed);
+        lethe_harness::set_worker_threads(s.threads);
+#endif
+        const std::vector<uint8_t> bytes = run();
+        if (&s == &schedules[0]) {
+            first = bytes;
+        } else if (bytes != first) {
+            size_t at = 0;
+            while (at < bytes.size() && at < first.size() && bytes[at] == first[at]) ++at;
+#ifdef LETHE_CUDA_HARNESS
+            fprintf(stderr, "  %s: schedule seed %llu, %u worker thread(s): output differs "
+                    "from the first run at byte %zu of %zu\n", what.c_str(),
+                    static_cast<unsigned long long>(s.seed), s.threads, at, first.size());
+#else
+            fprintf(stderr, "  %s: run %d on the GPU: output differs from the first run at byte "
+                    "%zu of %zu\n", what.c_str(), static_cast<int>(&s - schedules) + 1, at,
+                    first.size());
+#endif
+            ok = false;
         }
     }
+#ifdef LETHE_CUDA_HARNESS
     lethe_harness::set_schedule_seed(saved_seed);
     lethe_harness::set_worker_threads(saved_threads);
+#endif
     if (first.empty()) {
         fprintf(stderr, "  %s: the determinism run returned no bytes\n", what.c_str());
         ok = false;

@@ -310,6 +310,7 @@ void test_stochastic_rounding_is_unbiased() {
 }  // namespace
 
 int main() {
+    skip_without_device();
     run_test("adamw_matches_host_optimizer", test_adamw_matches_host_optimizer);
     run_test("grad_norm_matches_host_over_many_chunks",
              test_grad_norm_matches_host_over_many_chunks);

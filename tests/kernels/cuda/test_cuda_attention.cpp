@@ -176,6 +176,7 @@ void test_attention_rejects_bad_arguments() {
 }  // namespace
 
 int main() {
+    skip_without_device();
     run_test("attention_matches_cpu_twin", test_attention_matches_cpu_twin);
     run_test("attention_other_head_dims_match_cpu_twin",
              test_attention_other_head_dims_match_cpu_twin);

@@ -261,6 +261,7 @@ void test_classifier_rejects_too_small_scratch() {
 }  // namespace
 
 int main() {
+    skip_without_device();
     CHECK(cublasCreate(&g_cublas) == CUBLAS_STATUS_SUCCESS);
     run_test("classifier_matches_cpu_twins", test_classifier_matches_cpu_twins);
     run_test("classifier_is_deterministic", test_classifier_is_deterministic);

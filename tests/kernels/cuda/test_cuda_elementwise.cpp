@@ -345,6 +345,7 @@ void test_swiglu_and_residual_are_deterministic() {
 }  // namespace
 
 int main() {
+    skip_without_device();
     run_test("embedding_matches_cpu_twin", test_embedding_matches_cpu_twin);
     run_test("embedding_backward_is_deterministic", test_embedding_backward_is_deterministic);
     run_test("rmsnorm_matches_cpu_twin", test_rmsnorm_matches_cpu_twin);
