@@ -37,6 +37,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_unlearn(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 // Prints "lethe CMD: message" to stderr and returns the exit status 1.
 int cli_fail(const char *cmd, const Err *e);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "rng.h"
+#include "timing.h"
 
 // ---- parameter table -------------------------------------------------------------------
 
@@ -353,12 +354,17 @@ static void sum_per_sample(const LlamaActs *a, const float *per_target, double *
 
 int llama_forward(const LlamaModel *m, LlamaActs *a, const Batch *b, double *sum_logprob,
                   int *n_targets, Err *e) {
-    if (forward_trunk(m, a, b, e)) return -1;
+    timing_start(TIMER_FORWARD);
+    const int trunk = forward_trunk(m, a, b, e);
+    timing_stop(TIMER_FORWARD);
+    if (trunk) return -1;
+    timing_start(TIMER_CLASSIFIER_FORWARD);
     const int D = m->cfg.hidden_size, V = m->cfg.vocab_size;
     if (a->n_targets > 0)
         classifier_forward(a->logprob, a->lse, a->cls_scratch, a->xt, m->params + m->lm_head,
                            a->targets, a->n_targets, D, V);
     sum_per_sample(a, a->logprob, sum_logprob, n_targets);
+    timing_stop(TIMER_CLASSIFIER_FORWARD);
     return 0;
 }
 
@@ -371,14 +377,20 @@ void llama_target_stats(const LlamaModel *m, LlamaActs *a, uint8_t *is_argmax, f
 }
 
 int llama_forward_rows(const LlamaModel *m, LlamaActs *a, const Batch *b, Err *e) {
-    return forward_trunk(m, a, b, e);
+    timing_start(TIMER_FORWARD);
+    const int trunk = forward_trunk(m, a, b, e);
+    timing_stop(TIMER_FORWARD);
+    return trunk;
 }
 
 const float *llama_target_rows(const LlamaActs *a) { return a->xt; }
 
 int llama_forward_kl(const LlamaModel *m, LlamaActs *a, const Batch *b, const LlamaModel *ref,
                      const LlamaActs *ref_acts, double *kl_sum, int *n_targets, Err *e) {
-    if (forward_trunk(m, a, b, e)) return -1;
+    timing_start(TIMER_FORWARD);
+    const int trunk = forward_trunk(m, a, b, e);
+    timing_stop(TIMER_FORWARD);
+    if (trunk) return -1;
     if (ref_acts->n_targets != a->n_targets || ref->cfg.vocab_size != m->cfg.vocab_size ||
         ref->cfg.hidden_size != m->cfg.hidden_size)
         return err_set(e, "the reference forward does not match this batch (%zu vs %zu targets)",
@@ -386,10 +398,12 @@ int llama_forward_kl(const LlamaModel *m, LlamaActs *a, const Batch *b, const Ll
     const int D = m->cfg.hidden_size, V = m->cfg.vocab_size;
     a->ref_rows = ref_acts->xt;
     a->ref_head = ref->params + ref->lm_head;
+    timing_start(TIMER_CLASSIFIER_FORWARD);
     if (a->n_targets > 0)
         classifier_kl_forward(a->logprob, a->lse, a->cls_scratch, a->xt, m->params + m->lm_head,
                               a->ref_rows, a->ref_head, a->n_targets, D, V);
     sum_per_sample(a, a->logprob, kl_sum, n_targets);
+    timing_stop(TIMER_CLASSIFIER_FORWARD);
     return 0;
 }
 
@@ -406,6 +420,7 @@ void llama_backward(const LlamaModel *m, LlamaActs *a, const float *weight, floa
     const size_t ND = N * (size_t)D;
 
     // Classifier, then scatter the target rows' gradients back to their positions.
+    timing_start(TIMER_CLASSIFIER_BACKWARD);
     memset(a->dln, 0, ND * sizeof(float));
     if (M > 0) {
         memset(a->dxt, 0, M * (size_t)D * sizeof(float));
@@ -420,6 +435,8 @@ void llama_backward(const LlamaModel *m, LlamaActs *a, const float *weight, floa
             memcpy(a->dln + (size_t)a->tpos[j] * D, a->dxt + j * (size_t)D,
                    (size_t)D * sizeof(float));
     }
+    timing_stop(TIMER_CLASSIFIER_BACKWARD);
+    timing_start(TIMER_BACKWARD);
     memset(a->dres, 0, ND * sizeof(float));
     rmsnorm_backward(a->dres, g + m->norm, a->dln, a->res[L], w + m->norm, a->rstdf, N, D);
 
@@ -456,6 +473,7 @@ void llama_backward(const LlamaModel *m, LlamaActs *a, const float *weight, floa
         rmsnorm_backward(a->dres, g + o->ln1, a->dln, a->res[l], w + o->ln1, la->rstd1, N, D);
     }
     embedding_backward(g + m->embed, a->dres, a->tokens, N, D);
+    timing_stop(TIMER_BACKWARD);
 }
 
 // ---- decoding with a KV cache --------------------------------------------------------------

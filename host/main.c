@@ -20,6 +20,7 @@ static const Subcommand commands[] = {
     {"unlearn", cmd_unlearn, "unlearn a forget set: GA, GradDiff, NPO, SimNPO (YAML config)"},
     {"finetune", cmd_finetune, "fine-tune on a dataset (target and gold-standard models)"},
     {"report", cmd_report, "render report.html again from a saved eval.json"},
+    {"bench", cmd_bench, "time the unlearning step: tokens/s, split, memory, MFU, PyTorch peer"},
 };
 
 static void usage(FILE *f) {

@@ -26,6 +26,7 @@
 #include "sha256.h"
 #include "strbuf.h"
 #include "textfile.h"
+#include "timing.h"
 
 static volatile sig_atomic_t g_stop_signal = 0;
 
@@ -268,7 +269,10 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
         int take = micro_take(d, idx + done, count - done, c->micro_batch_size,
                               c->max_batch_tokens);
         Batch b;
-        if (pack(&r->pack, d, idx + done, take, &b, e)) return -1;
+        timing_start(TIMER_DATA);
+        const int packed = pack(&r->pack, d, idx + done, take, &b, e);
+        timing_stop(TIMER_DATA);
+        if (packed) return -1;
         st->tokens += (int64_t)b.n_tokens;
         if (ensure_micro_buffers(r, take, b.n_tokens, e)) return -1;
         if (kind == 1 && r->op.retain == RETAIN_KL) {
@@ -554,14 +558,20 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
             optimizer_trainable_count(&r->opt, &r->model), r->model.n_params);
     while (step < total && !g_stop_signal && !stopped_early) {
         const double t0 = now_seconds();
+        timing_start(TIMER_STEP);
         StepStats st = {0};
         memset(r->grads, 0, r->model.n_params * sizeof(float));
+        timing_start(TIMER_DATA);
         int64_t count = anchor_batch(r->idx, r->perm, n_anchor, bs, c->seed, step);
+        timing_stop(TIMER_DATA);
         if (accumulate(r, &r->anchor, r->idx, (int)count, 0, &st, e)) goto done;
         if (r->have_retain) {
+            timing_start(TIMER_DATA);
             retain_batch(r->ridx, r->rperm, r->retain.n_samples, bs, count, c->seed, step);
+            timing_stop(TIMER_DATA);
             if (accumulate(r, &r->retain, r->ridx, (int)count, 1, &st, e)) goto done;
         }
+        timing_start(TIMER_OPTIMIZER);
         const double norm = grad_global_norm(&r->opt, &r->model, r->grads);
         const double lr = lr_schedule(sched, c->lr, step, warmup, total);
         if (!isfinite(norm)) {
@@ -571,6 +581,8 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
             goto done;
         }
         optimizer_step(&r->opt, &r->model, r->model.params, r->grads, lr, norm, c->grad_clip);
+        timing_stop(TIMER_OPTIMIZER);
+        timing_stop(TIMER_STEP);
         step++;
         tokens_done += st.tokens;
         const double dt = now_seconds() - t0, elapsed = now_seconds() - t_start;

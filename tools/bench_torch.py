@@ -14,7 +14,9 @@ peer of `lethe unlearn` (tools/bench_unlearn.sh): forget batch forward, per-samp
 log-probs, the objective of host/objective.c (with lethe's default beta/alpha/gamma/delta), the
 retain NLL term (not for ga), one backward, clip_grad_norm_(1.0), an AdamW step. NPO runs a
 reference forward of the forget batch every step with a frozen copy of the model under no_grad, as
-open-unlearning does (lethe caches those reference sums once per run).
+open-unlearning does (lethe caches those reference sums once per run). `--method finetune` times
+`lethe finetune`'s step the same way: the token-mean NLL of one batch, backward, clip, AdamW.
+`lethe bench` runs this script as its peer (--method M --json) and reads the JSON lines.
 
 Sizes come from configs/models/PRESET.yaml (a flat mapping of HF config.json keys), the files that
 bench_cpu reads. Runs under any torch >= 1.13 (Debian's python3-torch or a PyPI wheel).
@@ -210,9 +212,10 @@ def hf_sums(model, tokens):  # open-unlearning's compute_batch_nll, negated
 
 
 # lethe's method defaults (host/objective.c): beta, alpha (retain weight), gamma (forget weight),
-# delta; every method but ga has the retain NLL term.
+# delta; every method but ga has the retain NLL term. finetune (`lethe finetune`): NLL of the batch.
 METHODS = {"ga": (0.1, 0.0, 1.0, 0.0), "graddiff": (0.1, 1.0, 1.0, 0.0),
-           "npo": (0.1, 1.0, 1.0, 0.0), "simnpo": (4.5, 1.0, 0.125, 0.0)}
+           "npo": (0.1, 1.0, 1.0, 0.0), "simnpo": (4.5, 1.0, 0.125, 0.0),
+           "finetune": (0.1, 0.0, 1.0, 0.0)}
 
 
 def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing):
@@ -220,7 +223,9 @@ def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing):
     forget batch is computed here, every step, under no_grad (open-unlearning's NPO does this);
     lethe computes it once per run. timing["ref"] gets the reference forward's seconds."""
     beta, alpha, gamma, delta = METHODS[method]
-    if method in ("ga", "graddiff"):
+    if method == "finetune":
+        loss = mean_nll(model, forget)
+    elif method in ("ga", "graddiff"):
         loss = gamma * -mean_nll(model, forget)
     elif method == "npo":
         s = sums(model, forget)
@@ -323,7 +328,8 @@ def main():
                     help="none: zero grads + forward + backward of the mean NLL (tools/bench_cpu.c's "
                          "step); or a comma list of ga, graddiff, npo, simnpo: one full unlearning "
                          "step each (forget batch, retain batch, backward, clip, AdamW), as "
-                         "`lethe unlearn` (tools/bench_unlearn.sh)")
+                         "`lethe unlearn` (tools/bench_unlearn.sh); finetune: `lethe finetune`'s "
+                         "step (NLL of one batch, backward, clip, AdamW)")
     ap.add_argument("--simnpo-delta", type=float, default=0.0,
                     help="SimNPO margin delta (lethe's method.delta; default 0)")
     ap.add_argument("--json", action="store_true", help="also print one JSON line per model")
