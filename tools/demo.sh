@@ -127,6 +127,8 @@ awk -F'\t' '
 echo
 cat "$out/eval/summary.txt"
 echo
+echo "The comparison report (tables, charts, training curves): $out/eval/report.html"
+echo
 echo "total $(secs "$t_start" "$(date +%s.%N)") s. Outputs in $out:"
 echo "  stories260K.h5                    the converted base model"
 echo "  data/{forget,retain,full}.h5      token datasets (and the .jsonl they came from)"

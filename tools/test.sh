@@ -14,6 +14,10 @@ stage "build release"
 rel=$(bash "$root/tools/build.sh" release)
 stage "test release (all tests)"
 (cd "$rel" && ctest --output-on-failure -j2 --timeout 900)
+# The GPU suite needs a GPU; say so rather than skip it silently (tools/gpu-suite.sh, docs/gpu.md).
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  stage "GPU suite: skipped: no GPU on this machine (the gpu-labelled tests above show as Skipped)"
+fi
 stage "build asan (AddressSanitizer + UndefinedBehaviorSanitizer)"
 asan=$(bash "$root/tools/build.sh" asan)
 stage "test asan (C tests, labels unit and e2e, without the demo)"
