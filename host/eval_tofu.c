@@ -173,8 +173,13 @@ int tofu_eval_set(EvalCtx *c, const QaSet *s, TofuRole role, const char *const *
     // mean(max(0, 1 - R)) (the true answer should win). Correct = the paraphrased answer where
     // the set has one (forget, retain), else the answer (real authors, world facts).
     int np = n > 0 ? s->items[0].n_perturbed : 0;
-    for (int i = 0; i < n; i++)
-        if (s->items[i].n_perturbed != np) np = -1;
+    for (int i = 0; i < n && (what & TOFU_TRUTH_RATIO); i++)
+        if (s->items[i].n_perturbed != np) {
+            rc = err_set(e, "%s: record %d has %d perturbed answers, record 1 has %d: the truth "
+                            "ratio needs the same number for every question",
+                         s->path, i + 1, s->items[i].n_perturbed, np);
+            goto done;
+        }
     int have_para = 1;
     for (int i = 0; i < n; i++) have_para &= s->items[i].paraphrased_answer != NULL;
     if ((what & TOFU_TRUTH_RATIO) && np > 0) {
