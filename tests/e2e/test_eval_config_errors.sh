@@ -77,7 +77,19 @@ printf 'title: x\nout: "%s"\nmodels:\n  - {name: a, path: "%s"}\n' "$out" "$m" |
 { good; printf 'probes:\n  relearn: {steps: 0}\n'; } | expect_error relearn_steps "probes.relearn.steps must be a number in [1,"
 printf 'models: [\n' | expect_error not_yaml "YAML syntax error"
 { good; echo "template: \"Q: {question}\""; } | expect_error bad_template "template must contain {answer}"
+cat >"$work/uneven.json" <<'J'
+[{"question": "Q1?", "answer": "A one.", "paraphrased_answer": "One A.", "perturbed_answer": ["B one.", "C one."]},
+ {"question": "Q2?", "answer": "A two.", "paraphrased_answer": "Two A.", "perturbed_answer": ["B two."]}]
+J
 echo "ok: $n bad configs fail clearly and leave eval.json and report.html unchanged"
+# A data file whose records disagree on the number of perturbed answers: the message names it.
+good | sed "s#$tofu/forget01_perturbed.json#$work/uneven.json#" >"$work/uneven.yaml"
+if "$lethe" eval "$work/uneven.yaml" >"$work/uneven.log" 2>&1; then fail "uneven: succeeded"; fi
+grep -qF "$work/uneven.json: record 2 has 1 perturbed answers, record 1 has 2" "$work/uneven.log" ||
+  fail "uneven: $(cat "$work/uneven.log")"
+[ "$(cat "$out/eval.json" "$out/report.html" | sha256sum)" = "$sum_before" ] ||
+  fail "uneven: eval.json or report.html changed"
+echo "ok: a set with uneven perturbed answers is refused, naming the file and the record"
 
 # A model name used twice.
 cat >"$work/dup.yaml" <<Y
