@@ -261,7 +261,7 @@ const float *llama_target_logprob(const LlamaActs *a) { return a->logprob; }
 
 // ---- forward -----------------------------------------------------------------------------
 
-static int check_batch(const ModelConfig *c, const Batch *b, Err *e) {
+int llama_check_batch(const ModelConfig *c, const Batch *b, Err *e) {
     if (b->n_samples <= 0 || b->n_tokens == 0) return err_set(e, "empty batch");
     if (b->offsets[0] != 0 || (size_t)b->offsets[b->n_samples] != b->n_tokens)
         return err_set(e, "batch offsets do not cover the %zu tokens", b->n_tokens);
@@ -284,7 +284,7 @@ static int check_batch(const ModelConfig *c, const Batch *b, Err *e) {
 // Embedding, the blocks, the final norm, and the gather of the rows that predict a target.
 static int forward_trunk(const LlamaModel *m, LlamaActs *a, const Batch *b, Err *e) {
     const ModelConfig *c = &m->cfg;
-    if (check_batch(c, b, e)) return -1;
+    if (llama_check_batch(c, b, e)) return -1;
     const int L = c->num_hidden_layers, H = c->num_attention_heads, KV = c->num_key_value_heads;
     const int hd = c->head_dim, D = c->hidden_size, F = c->intermediate_size;
     const int Q = H * hd, KVD = KV * hd;

@@ -65,6 +65,10 @@ int llama_write_tensors(const LlamaModel *m, CkptWriter *w, StorageDtype dt, Err
 LlamaActs *llama_acts_new(void);
 void llama_acts_free(LlamaActs *a);
 
+// Checks a packed batch against the model: offsets start at 0 and cover the tokens, no sample is
+// empty or longer than max_position_embeddings, every token id is below vocab_size.
+int llama_check_batch(const ModelConfig *c, const Batch *b, Err *e);
+
 // Forward over a packed batch. sum_logprob[s] = sum over targets of log p(target), n_targets[s]
 // their count (either may be NULL). Keeps what backward needs in a.
 int llama_forward(const LlamaModel *m, LlamaActs *a, const Batch *b, double *sum_logprob,

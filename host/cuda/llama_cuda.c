@@ -430,25 +430,10 @@ static int acts_reserve(LlamaCuda *d, size_t N, int n_samples, Err *e) {
 
 // The checks of host/llama.c, and what the device kernels take (int32 positions, int sizes).
 static int check_batch(const ModelConfig *c, const Batch *b, Err *e) {
-    if (b->n_samples <= 0 || b->n_tokens == 0) return err_set(e, "empty batch");
-    if (b->offsets[0] != 0 || (size_t)b->offsets[b->n_samples] != b->n_tokens)
-        return err_set(e, "batch offsets do not cover the %zu tokens", b->n_tokens);
+    if (llama_check_batch(c, b, e)) return -1;
     if (b->n_tokens > (size_t)INT32_MAX / 2)
         return err_set(e, "a batch of %zu tokens; the cuda backend takes at most %d",
                        b->n_tokens, INT32_MAX / 2);
-    for (int s = 0; s < b->n_samples; s++) {
-        int64_t len = b->offsets[s + 1] - b->offsets[s];
-        if (len <= 0) return err_set(e, "batch sample %d is empty", s);
-        if (len > c->max_position_embeddings)
-            return err_set(e,
-                           "batch sample %d has %lld tokens, more than max_position_embeddings "
-                           "%d; truncate or split it",
-                           s, (long long)len, c->max_position_embeddings);
-    }
-    for (size_t t = 0; t < b->n_tokens; t++)
-        if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
-            return err_set(e, "token %zu of the batch has id %d, not below vocab_size %d", t,
-                           b->tokens[t], c->vocab_size);
     return 0;
 }
 

@@ -16,7 +16,6 @@
 #     them, in numpy float64 and plain Python loops.
 # Run with Debian's /usr/bin/python3 (python3-scipy, python3-numpy, python3-nltk):
 #   test_eval_stats_vs_scipy.py DRIVER TOFU_DIR [TINYSHAKESPEARE_TXT]
-import collections
 import glob
 import json
 import os
@@ -28,6 +27,9 @@ import zlib
 import numpy as np
 import scipy.stats
 from nltk.stem.porter import PorterStemmer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rouge_reference import rouge_scores  # noqa: E402
 
 P_RTOL = 1e-10  # p-values: exact-branch values agree to ~1e-15, kstwo's 1 - cdf to ~1e-12
 ROUGE_TOL = 1e-12
@@ -191,44 +193,6 @@ def check_stems(driver, texts):
     return len(words)
 
 
-STEMMER = PorterStemmer()
-
-
-def rouge_tokens(text, use_stemmer):
-    text = re.sub(r"[^a-z0-9]+", " ", text.lower())
-    tokens = re.split(r"\s+", text)
-    if use_stemmer:
-        tokens = [STEMMER.stem(t) if len(t) > 3 else t for t in tokens]
-    return [t for t in tokens if re.match(r"^[a-z0-9]+$", t)]
-
-
-def lcs_length(a, b):
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
-
-
-def fmeasure(p, r):
-    return 2 * p * r / (p + r) if p + r > 0 else 0.0
-
-
-def rouge_reference(target, prediction, use_stemmer):
-    t, p = rouge_tokens(target, use_stemmer), rouge_tokens(prediction, use_stemmer)
-    tc, pc = collections.Counter(t), collections.Counter(p)
-    overlap = sum(min(c, pc[g]) for g, c in tc.items())
-    p1, r1 = overlap / max(len(p), 1), overlap / max(len(t), 1)
-    if not t or not p:
-        pl = rl = 0.0
-    else:
-        lcs = lcs_length(t, p)
-        pl, rl = lcs / len(p), lcs / len(t)
-    return [p1, r1, fmeasure(p1, r1), pl, rl, fmeasure(pl, rl)]
-
-
 def perturb(text, rng):
     words = text.split()
     out = []
@@ -270,7 +234,7 @@ def check_rouge(driver, answers, rng):
     exact = 0
     for (ref, cand, stem), line in zip(cases, out):
         got = [float(v) for v in line.split()]
-        want = rouge_reference(ref, cand, stem)
+        want = rouge_scores(ref, cand, stem)
         exact += got == want
         if any(abs(g - w) > ROUGE_TOL for g, w in zip(got, want)):
             fail(f"rouge(stem={stem}) {ref[:50]!r} | {cand[:50]!r}: {got} != {want}")

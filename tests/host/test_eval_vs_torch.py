@@ -59,10 +59,10 @@ import h5py
 import numpy as np
 import scipy.stats
 import torch
-from nltk.stem.porter import PorterStemmer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_llama as tl  # noqa: E402
+from rouge_reference import fmeasure as f1, rouge_scores  # noqa: E402
 
 NLL_RTOL = 1e-4
 EXACT_TOL = 1e-9
@@ -202,39 +202,10 @@ def privleak(auc_model, auc_gold):
     return (u - ref) / (ref + 1e-10) * 100.0
 
 
-STEMMER = PorterStemmer()
-
-
-def rouge_tokens(text):
-    text = re.sub(r"[^a-z0-9]+", " ", text.lower())
-    toks = [STEMMER.stem(t) if len(t) > 3 else t for t in text.split()]
-    return [t for t in toks if re.match(r"^[a-z0-9]+$", t)]
-
-
-def lcs(a, b):
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
-
-
-def f1(p, r):
-    return 2 * p * r / (p + r) if p + r > 0 else 0.0
-
-
 def rouge(reference, candidate):
     """(rouge1 recall, rougeL recall, rougeL f1) as rouge_score with use_stemmer=True."""
-    t, c = rouge_tokens(reference), rouge_tokens(candidate)
-    tc, cc = collections.Counter(t), collections.Counter(c)
-    overlap = sum(min(n, cc[g]) for g, n in tc.items())
-    r1 = overlap / max(len(t), 1)
-    if not t or not c:
-        return r1, 0.0, 0.0
-    n = lcs(t, c)
-    return r1, n / len(t), f1(n / len(c), n / len(t))
+    _, r1, _, _, rl, fl = rouge_scores(reference, candidate)
+    return r1, rl, fl
 
 
 def self_check():
