@@ -251,6 +251,8 @@ int bench_run_steps(const BenchSpec *s, const char *workdir, BenchSteps *out, Er
         override(&c, e, "train.micro_batch_size=%lld", (long long)s->batch) ||
         override(&c, e, "train.max_batch_tokens=%lld", (long long)(s->batch * s->seq)) ||
         override(&c, e, "train.state_every=0") || override(&c, e, "train.log_every=0") ||
+        override(&c, e, "device.name=%s", s->device ? s->device : "cpu") ||
+        override(&c, e, "device.dtype=%s", s->device_dtype ? s->device_dtype : "bf16") ||
         (strcmp(s->method, "simnpo") == 0 &&
          override(&c, e, "method.delta=%.17g", s->simnpo_delta)) ||
         run_config_finish(&c, command, e))
@@ -281,6 +283,7 @@ int bench_run_steps(const BenchSpec *s, const char *workdir, BenchSteps *out, Er
         out->mean_s = out->part_mean_s[TIMER_STEP];
     }
     timing_enable(0);
+    snprintf(out->device, sizeof out->device, "%s", train_last_device(&out->on_gpu));
     out->tokens_per_step = s->batch * s->seq * (has_retain ? 2 : 1);
     return rc ? err_prefix(e, "the %s run", command) : 0;
 }
@@ -489,7 +492,8 @@ void bench_peer_run(const BenchPeerArgs *a, BenchPeer *out) {
     char *argv[] = {python, script, "--preset", (char *)a->preset_yaml, "--method",
                     (char *)a->method, "--batch", args[0], "--seq", args[1], "--steps", args[2],
                     "--warmup", args[3], "--threads", args[4], "--seed", args[5],
-                    "--simnpo-delta", args[6], "--models", "own,transformers", "--json", NULL};
+                    "--simnpo-delta", args[6], "--models", "own,transformers", "--json",
+                    "--device", (char *)(a->device ? a->device : "cpu"), NULL};
     char store[3][64];
     char **env = peer_environment(a->threads, store);
     StrBuf output = {0};

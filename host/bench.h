@@ -37,6 +37,8 @@ typedef struct {
     ModelConfig cfg;        // the model's config (read from the checkpoint by the caller)
     int64_t batch, seq, steps, warmup, seed;
     double simnpo_delta;    // method.delta for simnpo
+    const char *device;       // device.name: cpu | cuda | auto
+    const char *device_dtype; // device.dtype: bf16 | fp32
 } BenchSpec;
 
 typedef struct {
@@ -46,6 +48,8 @@ typedef struct {
     double step_s[1024];     // the timed steps' seconds (the first 1024)
     double median_s, min_s, mean_s, max_s;
     double part_mean_s[TIMER_COUNT]; // mean seconds per timed step; [TIMER_STEP] = mean_s
+    char device[360];                // the engine the steps ran on (train_last_device)
+    int on_gpu;
 } BenchSteps;
 
 // A fresh private directory under $TMPDIR (or /tmp); bench_workdir_remove deletes it and all it
@@ -90,6 +94,7 @@ typedef struct {
     int64_t batch, seq, steps, warmup, seed;
     int threads;
     double simnpo_delta;
+    const char *device; // cpu | cuda (bench_torch.py --device; bf16 autocast on cuda)
 } BenchPeerArgs;
 
 // Runs tools/bench_torch.py --method METHOD --json with the same sizes and threads (OMP, MKL

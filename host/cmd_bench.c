@@ -13,6 +13,7 @@
 #include "bench.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "engine.h"
 #include "model_yaml.h"
 #include "strbuf.h"
 
@@ -171,7 +172,7 @@ typedef struct {
     double tokens_per_s, peak_rss_mib, flops_per_token, n_matmul, peak_flops, mfu;
     double sgemm_gflops[N_SGEMM_SIZES];
     double load[3];
-    char device_name[256], openblas_core[64];
+    char device_name[400], openblas_core[64];
     const char *notes[6];
     int n_notes;
     BenchPeer peer;
@@ -190,7 +191,7 @@ static void print_json(const Report *r) {
     const ModelConfig *c = &r->cfg;
     sb_printf(&b, "{\"bench\": \"lethe\", \"version\": ");
     sb_json_string(&b, LETHE_VERSION);
-    sb_printf(&b, ", \"device\": \"cpu\", \"device_requested\": ");
+    sb_printf(&b, ", \"device\": \"%s\", \"device_requested\": ", r->st.on_gpu ? "cuda" : "cpu");
     sb_json_string(&b, r->device_requested);
     sb_printf(&b, ", \"device_name\": ");
     sb_json_string(&b, r->device_name);
@@ -231,8 +232,11 @@ static void print_json(const Report *r) {
     sb_printf(&b, ", \"flops_per_token\": %.10g, \"peak_flops\": %.10g, \"peak_source\": ",
               r->flops_per_token, r->peak_flops);
     char source[128];
-    snprintf(source, sizeof source, "measured fp32 sgemm, %d thread%s", r->threads,
-             r->threads == 1 ? "" : "s");
+    if (r->st.on_gpu)
+        snprintf(source, sizeof source, "datasheet dense bf16");
+    else
+        snprintf(source, sizeof source, "measured fp32 sgemm, %d thread%s", r->threads,
+                 r->threads == 1 ? "" : "s");
     sb_json_string(&b, source);
     sb_printf(&b, ", \"sgemm_gflops\": {");
     for (int i = 0; i < N_SGEMM_SIZES; i++)
@@ -292,9 +296,10 @@ static void print_json(const Report *r) {
 static void print_table(const Report *r) {
     char t1[64], t2[64];
     const ModelConfig *c = &r->cfg;
-    printf("lethe bench: %s (%s), method %s, B x T = %lld x %lld, %d thread%s, device cpu (%s)\n",
+    printf("lethe bench: %s (%s), method %s, B x T = %lld x %lld, %d thread%s, device %s (%s)\n",
            r->model_label, r->model_source, r->method, (long long)r->batch, (long long)r->seq,
-           r->threads, r->threads == 1 ? "" : "s", r->device_name);
+           r->threads, r->threads == 1 ? "" : "s", r->st.on_gpu ? "cuda" : "cpu",
+           r->device_name);
     printf("  D%d L%d H%d KV%d hd%d F%d V%d%s, %s parameters; %lld timed step%s after %lld "
            "warm-up\n",
            c->hidden_size, c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads,
@@ -312,10 +317,17 @@ static void print_table(const Report *r) {
     printf("  %-30s %.1f MiB\n", "peak resident memory", r->peak_rss_mib);
     printf("  %-30s %.4g M (6N + 12 L H hd T, N = %s in matmuls)\n", "FLOPs per token (PaLM)",
            r->flops_per_token / 1e6, thousands(r->n_matmul, t2, sizeof t2));
-    printf("  %-30s %.1f GFLOP/s (fp32 sgemm measured now:", "peak", r->peak_flops / 1e9);
-    for (int i = 0; i < N_SGEMM_SIZES; i++)
-        printf(" %d: %.1f%s", k_sgemm_sizes[i], r->sgemm_gflops[i],
-               i + 1 < N_SGEMM_SIZES ? "," : ")\n");
+    if (r->st.on_gpu) {
+        if (r->peak_flops > 0)
+            printf("  %-30s %.1f TFLOP/s (datasheet, dense bf16)\n", "peak", r->peak_flops / 1e12);
+        else
+            printf("  %-30s unknown: this GPU's name is not in the datasheet table\n", "peak");
+    } else {
+        printf("  %-30s %.1f GFLOP/s (fp32 sgemm measured now:", "peak", r->peak_flops / 1e9);
+        for (int i = 0; i < N_SGEMM_SIZES; i++)
+            printf(" %d: %.1f%s", k_sgemm_sizes[i], r->sgemm_gflops[i],
+                   i + 1 < N_SGEMM_SIZES ? "," : ")\n");
+    }
     printf("  %-30s %.2f%%\n", "MFU", 100 * r->mfu);
     printf("\n  %-30s %10s %7s\n", "split of the mean step", "ms", "share");
     for (int i = 0; i <= N_PARTS; i++) {
@@ -367,7 +379,8 @@ int cmd_bench(int argc, char **argv) {
         {"--steps", "10", 0, "timed steps (1 to 1024)"},
         {"--warmup", "2", 0, "warm-up steps before them"},
         {"--threads", "0", 0, "OpenMP threads, lethe's and the peer's (0: OMP_NUM_THREADS or all)"},
-        {"--device", "auto", 0, "cpu, cuda or auto"},
+        {"--device", "auto", 0, "cpu, cuda or auto (the GPU when there is one)"},
+        {"--device-dtype", "bf16", 0, "cuda: bf16 weights and activations (fp32 master), or fp32"},
         {"--peer", "auto", 0, "PyTorch peer: auto (LETHE_BENCH_PYTHON, .venv-bench, "
                               "/usr/bin/python3: the first with torch), none, or a Python"},
         {"--seed", "0", 0, "seeds the random model and the random batches"},
@@ -418,16 +431,8 @@ int cmd_bench(int argc, char **argv) {
                 r.method);
         return cli_fail("bench", &e);
     }
-    if (strcmp(r.device_requested, "cuda") == 0) {
-        err_set(&e, "--device cuda: the CUDA model path is not built yet; the CUDA kernels are "
-                    "verified under the CPU harness, see tests/cuda_harness/README.md and the GPU "
-                    "section of docs/perf.md. Use --device cpu");
-        return cli_fail("bench", &e);
-    }
-    if (strcmp(r.device_requested, "cpu") && strcmp(r.device_requested, "auto")) {
-        err_set(&e, "--device %s: give cpu, cuda or auto", r.device_requested);
-        return cli_fail("bench", &e);
-    }
+    const DeviceRequest dev = {r.device_requested, cli_get(opts, n, "--device-dtype")};
+    if (engine_check_request(&dev, &e)) return cli_fail("bench", &e);
     if (preset && model) {
         err_set(&e, "give --preset or --model, not both");
         return cli_fail("bench", &e);
@@ -467,8 +472,6 @@ int cmd_bench(int argc, char **argv) {
     snprintf(r.openblas_core, sizeof r.openblas_core, "%s", openblas_get_corename());
 
     static char note_simnpo[256];
-    if (strcmp(r.device_requested, "auto") == 0)
-        r.notes[r.n_notes++] = "--device auto chose the CPU: the CUDA model path is not built yet";
     r.notes[r.n_notes++] =
         strcmp(r.method, "finetune") == 0
             ? "the step is `lethe finetune`'s (train_run): NLL of one batch, backward, global-norm "
@@ -496,7 +499,8 @@ int cmd_bench(int argc, char **argv) {
                     "steps...\n",
             r.model_label, r.method, batch, seq, r.threads, r.threads == 1 ? "" : "s", warmup,
             steps);
-    BenchSpec spec = {r.method, model, r.cfg, batch, seq, steps, warmup, seed, r.simnpo_delta};
+    BenchSpec spec = {r.method, model, r.cfg, batch, seq, steps, warmup, seed, r.simnpo_delta,
+                      dev.name, dev.dtype};
     if (bench_run_steps(&spec, workdir, &r.st, &e)) {
         bench_workdir_remove(workdir);
         return cli_fail("bench", &e);
@@ -504,8 +508,25 @@ int cmd_bench(int argc, char **argv) {
     r.peak_rss_mib = peak_rss_mib(); // before the sgemm's buffers
     r.tokens_per_s = (double)r.st.tokens_per_step / r.st.median_s;
     r.flops_per_token = bench_flops_per_token(&r.cfg, seq, &r.n_matmul);
-    fprintf(stderr, "lethe bench: measuring the fp32 sgemm peak...\n");
-    r.peak_flops = bench_sgemm_peak(k_sgemm_sizes, N_SGEMM_SIZES, r.sgemm_gflops);
+    static char note_gpu[1024];
+    if (r.st.on_gpu) {
+        // The GPU's dense bf16 datasheet peak (also for --device-dtype fp32, whose MFU is then
+        // against the bf16 peak).
+        snprintf(r.device_name, sizeof r.device_name, "%s", r.st.device);
+        r.peak_flops = bench_gpu_peak_flops(r.st.device);
+        snprintf(note_gpu, sizeof note_gpu,
+                 "device %s: peak = %s; the split times each part with the stream synchronised "
+                 "at its end (only while benchmarking)",
+                 r.st.device, r.peak_flops > 0 ? "the datasheet's dense bf16 tensor-core FLOP/s"
+                                               : "unknown for this GPU name (no MFU)");
+        r.notes[r.n_notes++] = note_gpu;
+    } else {
+        if (strcmp(r.device_requested, "auto") == 0)
+            r.notes[r.n_notes++] = "--device auto chose the CPU: no usable CUDA device, or a build "
+                                   "without the CUDA backend";
+        fprintf(stderr, "lethe bench: measuring the fp32 sgemm peak...\n");
+        r.peak_flops = bench_sgemm_peak(k_sgemm_sizes, N_SGEMM_SIZES, r.sgemm_gflops);
+    }
     r.mfu = r.peak_flops > 0 ? r.flops_per_token * r.tokens_per_s / r.peak_flops : NAN;
 
     char peer_yaml[BENCH_PATH_MAX + 64];
@@ -521,7 +542,8 @@ int cmd_bench(int argc, char **argv) {
     if (strcmp(peer_choice, "none") != 0)
         fprintf(stderr, "lethe bench: running the PyTorch peer...\n");
     BenchPeerArgs pa = {peer_choice, have_repo ? repo : NULL, peer_yaml, r.method, batch, seq,
-                        steps, warmup, seed, r.threads, r.simnpo_delta};
+                        steps, warmup, seed, r.threads, r.simnpo_delta,
+                        r.st.on_gpu ? "cuda" : "cpu"};
     bench_peer_run(&pa, &r.peer);
     bench_workdir_remove(workdir);
 

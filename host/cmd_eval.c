@@ -23,6 +23,8 @@ int cmd_eval(int argc, char **argv) {
         {"--out", NULL, 0, "with CONFIG: the output directory (overrides out:); with --data: "
                            "the output JSON (default: print to stdout)"},
         {"--batch-tokens", "4096", 0, "tokens per forward pass (samples are packed)"},
+        {"--device", "auto", 0, "cpu, cuda or auto (the GPU when there is one)"},
+        {"--device-dtype", "bf16", 0, "cuda: bf16 weights and activations, or fp32"},
     };
     const int n = sizeof opts / sizeof opts[0];
     const char *pos[1];
@@ -43,12 +45,14 @@ int cmd_eval(int argc, char **argv) {
         return 0;
     }
     if (rc) return cli_fail("eval", &e);
+    const DeviceRequest dev = {cli_get(opts, n, "--device"), cli_get(opts, n, "--device-dtype")};
     if (npos == 1) {
         if (cli_get(opts, n, "--model") || cli_get(opts, n, "--data")) {
             err_set(&e, "give either CONFIG.yaml or --model/--data, not both");
             return cli_fail("eval", &e);
         }
-        if (eval_run_config(pos[0], cli_get(opts, n, "--out"), &e)) return cli_fail("eval", &e);
+        if (eval_run_config(pos[0], cli_get(opts, n, "--out"), &dev, &e))
+            return cli_fail("eval", &e);
         return 0;
     }
     const char *model_path = cli_get(opts, n, "--model"), *data_path = cli_get(opts, n, "--data");
@@ -63,16 +67,17 @@ int cmd_eval(int argc, char **argv) {
 
     LlamaModel m = {0};
     TokenDataset d = {0};
-    LlamaActs *acts = llama_acts_new();
+    Engine *engine = NULL;
     double *sums = NULL;
     int *counts = NULL;
     StrBuf js = {0};
     rc = 1;
     if (llama_load_file(&m, model_path, &e)) goto done;
     if (dataset_read(data_path, &d, m.cfg.vocab_size, &e)) goto done;
+    if (engine_open(&engine, &dev, &m, NULL, 0, 0, &e)) goto done;
     sums = calloc((size_t)d.n_samples, sizeof(double));
     counts = calloc((size_t)d.n_samples, sizeof(int));
-    if (!sums || !counts || !acts) {
+    if (!sums || !counts) {
         err_set(&e, "out of memory");
         goto done;
     }
@@ -91,7 +96,7 @@ int cmd_eval(int argc, char **argv) {
         for (int64_t s = s0; s <= s1; s++) offs[s - s0] = d.offsets[s] - base;
         Batch b = {(int)(s1 - s0), (size_t)(d.offsets[s1] - base), d.tokens + base, offs,
                    d.loss_mask + base};
-        int frc = llama_forward(&m, acts, &b, sums + s0, counts + s0, &e);
+        int frc = engine->ops->forward(engine, &b, sums + s0, counts + s0, &e);
         free(offs);
         if (frc) {
             err_prefix(&e, "%s: samples %lld..%lld", data_path, (long long)s0, (long long)s1 - 1);
@@ -114,7 +119,9 @@ int cmd_eval(int argc, char **argv) {
     sb_json_string(&js, model_path);
     sb_printf(&js, ",\n  \"model_sha256\": \"%s\",\n  \"data\": ", mdig);
     sb_json_string(&js, data_path);
-    sb_printf(&js, ",\n  \"data_sha256\": \"%s\",\n", ddig);
+    sb_printf(&js, ",\n  \"data_sha256\": \"%s\",\n  \"device\": ", ddig);
+    sb_json_string(&js, engine->description);
+    sb_printf(&js, ",\n");
     sb_printf(&js, "  \"n_samples\": %lld,\n  \"n_targets\": %lld,\n", (long long)d.n_samples,
               targets);
     if (targets)
@@ -144,7 +151,7 @@ done:
     sb_free(&js);
     free(sums);
     free(counts);
-    llama_acts_free(acts);
+    engine_close(engine);
     dataset_free(&d);
     llama_free(&m);
     return rc;

@@ -56,6 +56,9 @@ int cmd_generate(int argc, char **argv) {
          "decode like llama2.c runq: int8 weights (recovered exactly from a Q8_0 import) and "
          "int8 activations; the default for a model converted from a Q8_0 export"},
         {"--no-int8-activations", NULL, 1, "decode in fp32, also for a Q8_0 import"},
+        {"--device", "auto", 0,
+         "cpu or auto; decoding runs on the CPU (the cuda backend has no KV-cache decoding "
+         "yet)"},
     };
     const int n = sizeof opts / sizeof opts[0];
     const char *pos[1];
@@ -72,6 +75,16 @@ int cmd_generate(int argc, char **argv) {
         return 0;
     }
     if (rc) return cli_fail("generate", &e);
+    const char *device = cli_get(opts, n, "--device");
+    if (strcmp(device, "cuda") == 0) {
+        err_set(&e, "--device cuda: the cuda backend has no KV-cache decoding yet (docs/cuda.md); "
+                    "generation runs on the CPU: use --device cpu");
+        return cli_fail("generate", &e);
+    }
+    if (strcmp(device, "cpu") && strcmp(device, "auto")) {
+        err_set(&e, "--device %s: give cpu or auto (decoding runs on the CPU)", device);
+        return cli_fail("generate", &e);
+    }
     const char *model_path = cli_get(opts, n, "--model");
     const char *prompt = cli_get(opts, n, "--prompt");
     long max_new, seed;

@@ -12,7 +12,7 @@
 
 static void usage(const char *command) {
     const int un = strcmp(command, "unlearn") == 0;
-    printf("usage: lethe %s CONFIG.yaml [key=value ...] [--resume]\n"
+    printf("usage: lethe %s CONFIG.yaml [key=value ...] [--device cpu|cuda|auto] [--resume]\n"
            "       lethe %s --resume OUT\n\n",
            command, command);
     if (un) {
@@ -44,7 +44,7 @@ static int run(const char *command, int argc, char **argv) {
     RunConfig c;
     run_config_defaults(&c, command);
     const char *config = NULL;
-    const char *resume_dir = NULL;
+    const char *resume_dir = NULL, *device = NULL;
     int resume = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -73,6 +73,14 @@ static int run(const char *command, int argc, char **argv) {
             if (resume_dir && i + 1 < argc && argv[i + 1] == resume_dir) i++;
             continue;
         }
+        if (strcmp(a, "--device") == 0 || strncmp(a, "--device=", 9) == 0) {
+            device = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!device) {
+                err_set(&e, "--device needs cpu, cuda or auto");
+                return cli_fail(command, &e);
+            }
+            continue;
+        }
         if (strncmp(a, "--", 2) == 0) {
             err_set(&e, "unknown option %s (see --help)", a);
             return cli_fail(command, &e);
@@ -90,6 +98,11 @@ static int run(const char *command, int argc, char **argv) {
     if (!config && !resume_dir) {
         err_set(&e, "give a config file (see configs/) or --resume OUT");
         return cli_fail(command, &e);
+    }
+    if (device) { // --device wins over the config file, wherever it stands
+        char assignment[64];
+        snprintf(assignment, sizeof assignment, "device.name=%.40s", device);
+        if (run_config_override(&c, assignment, &e)) return cli_fail(command, &e);
     }
     if (run_config_finish(&c, command, &e)) return cli_fail(command, &e);
     train_install_signal_handlers();

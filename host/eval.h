@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h"
 #include "errors.h"
 #include "generate.h"
 #include "json.h"
@@ -45,9 +46,9 @@ double seqscores_avg_loss(const SeqScores *s, int i);
 
 // ---- what a model is evaluated with ------------------------------------------------------
 typedef struct {
-    const LlamaModel *model;
+    const LlamaModel *model; // the host copy: generation decodes with it on the CPU
     const Tokenizer *tok;
-    LlamaActs *acts;
+    Engine *engine;          // scoring runs here (cpu, or a CUDA device)
     long batch_tokens;       // token budget of one scoring forward
     int gen_batch;           // sequences decoded together
     int max_new_tokens;      // generation length cap

@@ -121,16 +121,20 @@ int eval_score(EvalCtx *c, const SeqSet *s, int per_token, SeqScores *out, Err *
         for (int i = first; i <= last; i++) offsets[i - first] = s->offsets[i] - s->offsets[first];
         Batch b = {last - first, tokens, s->tokens + s->offsets[first], offsets,
                    s->mask + s->offsets[first]};
-        if (llama_forward(c->model, c->acts, &b, out->sum_logprob + first, out->n_targets + first,
-                          e)) {
+        if (c->engine->ops->forward(c->engine, &b, out->sum_logprob + first,
+                                    out->n_targets + first, e)) {
             seqscores_free(out);
             return -1;
         }
         if (per_token) {
-            size_t M = llama_n_targets(c->acts);
-            memcpy(out->logp + written, llama_target_logprob(c->acts), M * sizeof(float));
-            llama_target_stats(c->model, c->acts, out->hit + written, out->mu + written,
-                               out->var + written);
+            size_t M = c->engine->ops->n_targets(c->engine);
+            memcpy(out->logp + written, c->engine->ops->target_logprob(c->engine),
+                   M * sizeof(float));
+            if (c->engine->ops->target_stats(c->engine, out->hit + written, out->mu + written,
+                                             out->var + written, e)) {
+                seqscores_free(out);
+                return -1;
+            }
             written += M;
         }
         first = last;

@@ -388,6 +388,7 @@ typedef struct {
     EvalResult results[MAX_MODELS + 1];
     int n_results;
     double throughput[MAX_MODELS + 1][4]; // scored samples/s, scored tokens/s, gen tokens/s, s
+    DeviceRequest dev;                     // where the models are scored (--device)
 } EvalRun;
 
 static int copy_value(EvalResult *r, const char *from, const char *to) {
@@ -460,6 +461,10 @@ static int relearn_probe(EvalRun *run, EvalCtx *c, EvalResult *r, const ModelSpe
     if (!rc) rc = run_config_override(&rcfg, kv, e);
     snprintf(kv, sizeof kv, "train.micro_batch_size=%d", run->cfg.relearn_batch);
     if (!rc) rc = run_config_override(&rcfg, kv, e);
+    snprintf(kv, sizeof kv, "device.name=%s", run->dev.name);
+    if (!rc) rc = run_config_override(&rcfg, kv, e);
+    snprintf(kv, sizeof kv, "device.dtype=%s", run->dev.dtype);
+    if (!rc) rc = run_config_override(&rcfg, kv, e);
     if (!rc) rc = run_config_finish(&rcfg, "finetune", e);
     if (!rc && train_run(&rcfg, "finetune", 0, e) != 0) rc = -1;
     if (rc) return err_prefix(e, "probes.relearn (model %s)", spec->name);
@@ -468,7 +473,11 @@ static int relearn_probe(EvalRun *run, EvalCtx *c, EvalResult *r, const ModelSpe
     if (llama_load_file(&relearned, model, e)) return -1;
     EvalCtx c2 = *c;
     c2.model = &relearned;
-    rc = tofu_eval_set(&c2, &rest, TOFU_FORGET, NULL, TOFU_ROUGE, "probe.relearn.after", r, e);
+    rc = engine_open(&c2.engine, &run->dev, &relearned, NULL, 0, 0, e);
+    if (!rc)
+        rc = tofu_eval_set(&c2, &rest, TOFU_FORGET, NULL, TOFU_ROUGE, "probe.relearn.after", r,
+                           e);
+    engine_close(c2.engine);
     c->score_seconds = c2.score_seconds, c->gen_seconds = c2.gen_seconds;
     c->scored_samples = c2.scored_samples, c->scored_tokens = c2.scored_tokens;
     c->generated_tokens = c2.generated_tokens, c->generated_samples = c2.generated_samples;
@@ -503,12 +512,8 @@ static int eval_one_model(EvalRun *run, const ModelSpec *spec, EvalResult *r, do
     LlamaModel m = {0};
     Tokenizer tok = {0};
     CkptReader *reader = NULL;
-    LlamaActs *acts = llama_acts_new();
+    Engine *engine = NULL;
     int rc = -1;
-    if (!acts) {
-        err_set(e, "out of memory");
-        goto done;
-    }
     int have_tok = 0;
     if (ckpt_reader_open(&reader, spec->path, e)) goto done;
     if (llama_load(&m, reader, e)) goto done;
@@ -519,11 +524,15 @@ static int eval_one_model(EvalRun *run, const ModelSpec *spec, EvalResult *r, do
                 spec->path);
         goto done;
     }
-    EvalCtx c = {.model = &m, .tok = &tok, .acts = acts, .batch_tokens = run->cfg.batch_tokens,
-                 .gen_batch = run->cfg.gen_batch, .max_new_tokens = run->cfg.max_new_tokens,
-                 .tmpl = run->cfg.tmpl};
+    if (engine_open(&engine, &run->dev, &m, NULL, 0, 0, e)) goto done;
+    EvalCtx c = {.model = &m, .tok = &tok, .engine = engine,
+                 .batch_tokens = run->cfg.batch_tokens, .gen_batch = run->cfg.gen_batch,
+                 .max_new_tokens = run->cfg.max_new_tokens, .tmpl = run->cfg.tmpl};
     const EvalConfig *cfg = &run->cfg;
-    fprintf(stderr, "eval: %s (%s)\n", spec->name, spec->path);
+    fprintf(stderr, "eval: %s (%s) on %s\n", spec->name, spec->path, engine->description);
+    if (engine->kind != ENGINE_CPU)
+        fprintf(stderr, "  scoring runs on the device; generation (ROUGE, VerbMem, KnowMem) "
+                        "decodes on the CPU: the cuda backend has no KV-cache decoding yet\n");
     for (int s = 0; s < TOFU_SETS; s++) {
         if (!run->tofu[s].n) continue;
         TofuRole role = s == TOFU_SET_FORGET   ? TOFU_FORGET
@@ -607,7 +616,7 @@ done:
     if (rc) err_prefix(e, "model %s", spec->name);
     tokenizer_free(&tok);
     if (reader) ckpt_reader_close(reader);
-    llama_acts_free(acts);
+    engine_close(engine);
     llama_free(&m);
     return rc;
 }
@@ -855,10 +864,13 @@ static void print_table(const EvalRun *run, FILE *f) {
     }
 }
 
-int eval_run_config(const char *config_path, const char *out_override, Err *e) {
+int eval_run_config(const char *config_path, const char *out_override, const DeviceRequest *dev,
+                    Err *e) {
+    if (engine_check_request(dev, e)) return -1;
     EvalRun *run = calloc(1, sizeof *run);
     if (!run) return err_set(e, "out of memory");
     run->cfg.path = config_path;
+    run->dev = *dev;
     int rc = -1;
     char *json = NULL;
     JsonValue *root = yaml_parse_file_as_json(config_path, e);

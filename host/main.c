@@ -3,6 +3,9 @@
 #include <string.h>
 
 #include "cli.h"
+#if LETHE_WITH_CUDA
+#include "engine_cuda.h"
+#endif
 
 typedef struct {
     const char *name;
@@ -32,6 +35,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+#if LETHE_WITH_CUDA
+    engine_register_cuda(engine_cuda_backend());
+#endif
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);

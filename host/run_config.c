@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "engine.h"
 #include "model_yaml.h"
 #include "objective.h"
 #include "strbuf.h"
@@ -39,7 +40,10 @@ static const Key keys[] = {
     S("eval.retain", eval_retain, "", "held-out retain set evaluated every eval_every steps"),
     S("out", out, "", "output directory"),
     S("output.dtype", out_dtype, "same", "same | float32 | bfloat16 | float16"),
-    I("seed", seed, "0", "seed of the data order"),
+    I("seed", seed, "0", "seed of the data order (and of the GPU's bf16 rounding)"),
+    S("device.name", device, "auto", "cpu | cuda | auto (the GPU when there is one)"),
+    S("device.dtype", device_dtype, "bf16",
+      "cuda: bf16 weights/activations (fp32 master, moments) | fp32 (to check against the CPU)"),
     S("method.name", method, "npo", "ga | graddiff | npo | simnpo (finetune: finetune)"),
     F("method.beta", beta, "0.1", "inverse temperature (npo 0.1, simnpo 4.5)"),
     F("method.alpha", alpha, "1.0", "weight of the retain term"),
@@ -335,6 +339,8 @@ int run_config_finish(RunConfig *c, const char *command, Err *e) {
         strcmp(c->out_dtype, "bfloat16") && strcmp(c->out_dtype, "float16"))
         return err_set(e, "output.dtype must be same, float32, bfloat16 or float16 (got '%s')",
                        c->out_dtype);
+    const DeviceRequest dev = {c->device, c->device_dtype};
+    if (engine_check_request(&dev, e)) return -1;
     if (strcmp(c->optimizer, "adamw") && strcmp(c->optimizer, "sgd"))
         return err_set(e, "optim.name must be adamw or sgd (got '%s')", c->optimizer);
     if (strcmp(c->schedule, "constant") && strcmp(c->schedule, "linear") &&

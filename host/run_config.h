@@ -21,6 +21,8 @@ typedef struct {
     char out[RUN_PATH_MAX];         // out: output directory
     char out_dtype[16];             // output.dtype: same | float32 | bfloat16 | float16
     int64_t seed;                   // seed
+    char device[16];                // device.name: cpu | cuda | auto
+    char device_dtype[8];           // device.dtype: bf16 | fp32 (cuda)
 
     // ---- method (see host/objective.h for the formulas)
     char method[32];       // method.name: ga | graddiff | npo | simnpo | finetune

@@ -17,6 +17,7 @@
 
 #include "checkpoint.h"
 #include "dataset.h"
+#include "engine.h"
 #include "llama.h"
 #include "model_file.h"
 #include "objective.h"
@@ -29,6 +30,13 @@
 #include "timing.h"
 
 static volatile sig_atomic_t g_stop_signal = 0;
+static char g_last_device[360];
+static int g_last_device_gpu;
+
+const char *train_last_device(int *is_gpu) {
+    if (is_gpu) *is_gpu = g_last_device_gpu;
+    return g_last_device;
+}
 
 static void on_stop_signal(int sig) { g_stop_signal = sig; }
 
@@ -171,13 +179,11 @@ typedef struct {
     const RunConfig *c;
     const Method *method;
     ObjectiveParams op;
-    LlamaModel model, ref; // ref: frozen start model, only for the KL retain term
-    int have_ref;
+    LlamaModel model; // the host copy: what the engine computes on (cpu) or mirrors (cuda)
+    Engine *engine;
     TokenDataset anchor, retain, eval_forget, eval_retain;
     int have_retain, have_eval_forget, have_eval_retain;
     double *ref_sums; // (anchor.n_samples) cached s_i^ref, NPO-family methods
-    LlamaActs *acts, *ref_acts;
-    float *grads;
     float *weights;   // per-target weights of one micro-batch
     size_t cap_weights;
     double *s;        // per-sample sums of one micro-batch
@@ -217,7 +223,7 @@ static int forward_samples(Run *r, const TokenDataset *d, int64_t n, double *sum
         count = micro_take(d, idx, count, r->c->micro_batch_size, r->c->max_batch_tokens);
         Batch b;
         if (pack(&r->pack, d, idx, count, &b, e) ||
-            llama_forward(&r->model, r->acts, &b, sums + i0, counts ? counts + i0 : NULL, e))
+            r->engine->ops->forward(r->engine, &b, sums + i0, counts ? counts + i0 : NULL, e))
             return -1;
         i0 += count;
     }
@@ -276,18 +282,16 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
         st->tokens += (int64_t)b.n_tokens;
         if (ensure_micro_buffers(r, take, b.n_tokens, e)) return -1;
         if (kind == 1 && r->op.retain == RETAIN_KL) {
-            if (llama_forward_rows(&r->ref, r->ref_acts, &b, e) ||
-                llama_forward_kl(&r->model, r->acts, &b, &r->ref, r->ref_acts, r->s, r->n, e))
-                return -1;
+            if (r->engine->ops->forward_kl(r->engine, &b, r->s, r->n, e)) return -1;
             // alpha * mean over the retain targets of KL(p_ref || p)
-            const size_t M = llama_n_targets(r->acts);
+            const size_t M = r->engine->ops->n_targets(r->engine);
             for (size_t j = 0; j < M; j++) r->weights[j] = (float)(r->op.alpha / totals.n_targets);
             for (int k = 0; k < take; k++) {
                 st->retain_kl += r->s[k] / totals.n_targets;
                 st->retain_loss += r->op.alpha * r->s[k] / totals.n_targets;
             }
         } else {
-            if (llama_forward(&r->model, r->acts, &b, r->s, r->n, e)) return -1;
+            if (r->engine->ops->forward(r->engine, &b, r->s, r->n, e)) return -1;
             double *dl_ds = malloc((size_t)take * sizeof(double));
             if (!dl_ds) return err_set(e, "out of memory");
             for (int k = 0; k < take; k++) {
@@ -313,12 +317,12 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
                 }
             }
             // Per-target weight dLoss/dNLL_t = -dLoss/ds of the target's sample.
-            const size_t M = llama_n_targets(r->acts);
-            const int32_t *ts = llama_target_sample(r->acts);
+            const size_t M = r->engine->ops->n_targets(r->engine);
+            const int32_t *ts = r->engine->ops->target_sample(r->engine);
             for (size_t j = 0; j < M; j++) r->weights[j] = (float)-dl_ds[ts[j]];
             free(dl_ds);
         }
-        llama_backward(&r->model, r->acts, r->weights, r->grads);
+        if (r->engine->ops->backward(r->engine, r->weights, e)) return -1;
         done += take;
     }
     return 0;
@@ -386,16 +390,13 @@ static void remove_stale_temporaries(const char *dir) {
 }
 
 static void run_free(Run *r) {
+    engine_close(r->engine);
     llama_free(&r->model);
-    if (r->have_ref) llama_free(&r->ref);
     dataset_free(&r->anchor);
     if (r->have_retain) dataset_free(&r->retain);
     if (r->have_eval_forget) dataset_free(&r->eval_forget);
     if (r->have_eval_retain) dataset_free(&r->eval_retain);
     free(r->ref_sums);
-    llama_acts_free(r->acts);
-    llama_acts_free(r->ref_acts);
-    free(r->grads);
     free(r->weights);
     free(r->s);
     free(r->n);
@@ -407,8 +408,10 @@ static void run_free(Run *r) {
     optimizer_free(&r->opt);
 }
 
+// Takes the engine's weights and moments to the host first.
 static int save_state(Run *r, const char *state_dir, int64_t step, const char *config_yaml,
                       Err *e) {
+    if (r->engine->ops->pull(r->engine, e)) return -1;
     int64_t nm = r->opt.m ? (int64_t)(r->opt.v ? 2 : 1) * (int64_t)r->model.n_params : 0;
     RunState s = {step, r->opt.step, (int64_t)r->model.n_params, r->model.params, nm, r->opt.m,
                   r->ref_sums ? r->anchor.n_samples : 0, r->ref_sums, (char *)config_yaml};
@@ -471,19 +474,12 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
         if (load_dataset(&r->eval_retain, c->eval_retain, "eval.retain", V, e)) goto done;
         r->have_eval_retain = 1;
     }
-    if (r->op.retain == RETAIN_KL) {
-        if (llama_load_file(&r->ref, c->model, e)) goto done;
-        r->have_ref = 1;
-    }
-    r->acts = llama_acts_new();
-    r->ref_acts = llama_acts_new();
-    r->grads = malloc(r->model.n_params * sizeof(float));
     const int64_t bs = c->batch_size;
     r->idx = malloc((size_t)bs * sizeof(int64_t));
     r->perm = malloc((size_t)r->anchor.n_samples * sizeof(int64_t));
     r->ridx = malloc((size_t)bs * sizeof(int64_t));
     r->rperm = malloc((size_t)(r->have_retain ? r->retain.n_samples : 1) * sizeof(int64_t));
-    if (!r->acts || !r->ref_acts || !r->grads || !r->idx || !r->perm || !r->ridx || !r->rperm) {
+    if (!r->idx || !r->perm || !r->ridx || !r->rperm) {
         err_set(e, "out of memory");
         goto done;
     }
@@ -493,6 +489,13 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
     if (optimizer_parse(c->optimizer, &oc.kind, e) || schedule_parse(c->schedule, &sched, e) ||
         optimizer_create(&r->opt, &oc, &r->model, c->freeze, c->train_only, e))
         goto done;
+    // The KL retain term's reference is the start model: the engine keeps a frozen copy now.
+    const DeviceRequest dev = {c->device, c->device_dtype};
+    if (engine_open(&r->engine, &dev, &r->model, &r->opt, r->op.retain == RETAIN_KL,
+                    (uint64_t)c->seed, e))
+        goto done;
+    snprintf(g_last_device, sizeof g_last_device, "%s", r->engine->description);
+    g_last_device_gpu = r->engine->kind == ENGINE_CUDA;
 
     // ---- the "before" numbers (start model) and the cached reference sums
     double before_anchor = NAN, before_retain = NAN;
@@ -519,6 +522,7 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
         memcpy(r->model.params, st0.params, r->model.n_params * sizeof(float));
         if (st0.n_moments) memcpy(r->opt.m, st0.moments, (size_t)st0.n_moments * sizeof(float));
         r->opt.step = st0.optim_step;
+        if (r->engine->ops->push(r->engine, e)) goto done;
         if (st0.n_ref) {
             r->ref_sums = st0.ref_sums;
             st0.ref_sums = NULL;
@@ -553,14 +557,15 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
     int64_t saved_at = found ? start_step : -1; // the step of the last state on disk
     int stopped_early = 0;
     fprintf(stderr, "%s %s: %lld steps (%lld per epoch), batch %lld, %zu of %zu parameters "
-                    "trained\n",
+                    "trained, on %s\n",
             command, c->method, (long long)total, (long long)per_epoch, (long long)bs,
-            optimizer_trainable_count(&r->opt, &r->model), r->model.n_params);
+            optimizer_trainable_count(&r->opt, &r->model), r->model.n_params,
+            r->engine->description);
     while (step < total && !g_stop_signal && !stopped_early) {
         const double t0 = now_seconds();
         timing_start(TIMER_STEP);
         StepStats st = {0};
-        memset(r->grads, 0, r->model.n_params * sizeof(float));
+        if (r->engine->ops->zero_grads(r->engine, e)) goto done;
         timing_start(TIMER_DATA);
         int64_t count = anchor_batch(r->idx, r->perm, n_anchor, bs, c->seed, step);
         timing_stop(TIMER_DATA);
@@ -572,7 +577,8 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
             if (accumulate(r, &r->retain, r->ridx, (int)count, 1, &st, e)) goto done;
         }
         timing_start(TIMER_OPTIMIZER);
-        const double norm = grad_global_norm(&r->opt, &r->model, r->grads);
+        double norm;
+        if (r->engine->ops->grad_norm(r->engine, &norm, e)) goto done;
         const double lr = lr_schedule(sched, c->lr, step, warmup, total);
         if (!isfinite(norm)) {
             err_set(e, "step %lld: the gradient is not finite (loss %g); lower optim.lr or "
@@ -580,7 +586,7 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
                     (long long)step + 1, st.forget_loss + st.retain_loss);
             goto done;
         }
-        optimizer_step(&r->opt, &r->model, r->model.params, r->grads, lr, norm, c->grad_clip);
+        if (r->engine->ops->step(r->engine, lr, norm, c->grad_clip, e)) goto done;
         timing_stop(TIMER_OPTIMIZER);
         timing_stop(TIMER_STEP);
         step++;

@@ -15,6 +15,10 @@
 // state is there. Returns 0 when finished, TRAIN_EXIT_INTERRUPTED after a signal, -1 on error.
 int train_run(const RunConfig *c, const char *command, int resume, Err *e);
 
+// The engine of the last train_run ("cpu (float32)", "CUDA device 0 (NAME), bfloat16") and
+// whether it was a GPU, for `lethe bench`; "" before any run.
+const char *train_last_device(int *is_gpu);
+
 // Installs SIGTERM/SIGUSR1 handlers that make train_run save its state and stop after the
 // current step.
 void train_install_signal_handlers(void);

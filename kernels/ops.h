@@ -203,6 +203,11 @@ int cuda_adamw_update(float *params, float *m, float *v, uint16_t *params_bf16,
                       const float *grads, size_t n, double lr, double beta1, double beta2,
                       double eps, double weight_decay, int64_t step, const double *norm,
                       double max_norm, uint64_t seed, LetheStream stream);
+// The bfloat16 copy cuda_adamw_update(seed, step) writes, from float32 weights alone: out[i] is
+// in[i] rounded stochastically with the same (seed, step, i) stream, so a run resumed from its
+// float32 state gets back the bits of the uninterrupted run's bfloat16 weights.
+int cuda_bf16_round_stochastic(uint16_t *out, const float *in, size_t n, uint64_t seed,
+                               int64_t step, LetheStream stream);
 
 // ---- CUDA twins: classifier, attention ------------------------------------------------------
 // Fused classifier (kernels/cuda/classifier.cu). x (M, D), w (V, D) and dx (M, D) are of dtype;

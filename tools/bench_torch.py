@@ -22,6 +22,7 @@ Sizes come from configs/models/PRESET.yaml (a flat mapping of HF config.json key
 bench_cpu reads. Runs under any torch >= 1.13 (Debian's python3-torch or a PyPI wheel).
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -229,10 +230,10 @@ def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing):
         loss = gamma * -mean_nll(model, forget)
     elif method == "npo":
         s = sums(model, forget)
-        t0 = time.perf_counter()
+        t0 = clock()
         with torch.no_grad():
             s_ref = sums(ref, forget)
-        timing["ref"] = time.perf_counter() - t0
+        timing["ref"] = clock() - t0
         loss = gamma * (-2.0 / beta) * F.logsigmoid(-beta * (s - s_ref)).mean()
     elif method == "simnpo":
         n = forget.shape[1] - 1  # every token after the first is a target
@@ -257,6 +258,23 @@ def make_adamw(model, lr=1e-5, weight_decay=0.01):
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8), "for-loop"
 
 
+# The clock of the timed phases: on a GPU the queued work must finish before the time is read.
+DEVICE = "cpu"
+AUTOCAST = None  # torch.autocast("cuda", torch.bfloat16) for --device cuda --dtype bf16
+
+
+def clock():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def autocast():
+    """bf16 mixed precision as HF Trainer's bf16=True: fp32 parameters and AdamW state, the
+    forward and backward under autocast."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if AUTOCAST else contextlib.nullcontext()
+
+
 def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, steps):
     """Median seconds of one step: zero grads, forward(s) and loss, backward, clip_grad_norm_(1.0),
     AdamW step. The split: fwd (forward + loss, including NPO's reference forward), ref (that
@@ -272,15 +290,16 @@ def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, st
     fwd, refs, bwd, upd, step, loss = [], [], [], [], [], float("nan")
     for i in range(warmup + steps):
         timing = {"ref": 0.0}
-        t0 = time.perf_counter()
+        t0 = clock()
         opt.zero_grad()
-        out = unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing)
-        t1 = time.perf_counter()
+        with autocast():
+            out = unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing)
+        t1 = clock()
         out.backward()
-        t2 = time.perf_counter()
+        t2 = clock()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        t3 = time.perf_counter()
+        t3 = clock()
         loss = out.item()
         if i >= warmup:
             fwd.append(t1 - t0)
@@ -297,12 +316,13 @@ def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, st
 def time_steps(model, loss_fn, tokens, warmup, steps):
     fwd, bwd, step, loss = [], [], [], float("nan")
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         model.zero_grad()
-        out = loss_fn(tokens)
-        t1 = time.perf_counter()
+        with autocast():
+            out = loss_fn(tokens)
+        t1 = clock()
         out.backward()
-        t2 = time.perf_counter()
+        t2 = clock()
         loss = out.item()
         if i >= warmup:
             fwd.append(t1 - t0)
@@ -333,7 +353,20 @@ def main():
     ap.add_argument("--simnpo-delta", type=float, default=0.0,
                     help="SimNPO margin delta (lethe's method.delta; default 0)")
     ap.add_argument("--json", action="store_true", help="also print one JSON line per model")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cuda: the model and data on the GPU, timings synchronised")
+    ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"],
+                    help="cuda: bf16 autocast over fp32 parameters (HF Trainer bf16=True), or "
+                         "fp32 (TF32 off)")
     args = ap.parse_args()
+    global DEVICE, AUTOCAST
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("bench_torch: --device cuda: torch.cuda.is_available() is False")
+        DEVICE = "cuda"
+        AUTOCAST = args.dtype == "bf16"
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     beta, alpha, gamma, _ = METHODS["simnpo"]
     METHODS["simnpo"] = (beta, alpha, gamma, args.simnpo_delta)
     methods = [] if args.method == "none" else [m.strip() for m in args.method.split(",")]
@@ -349,10 +382,11 @@ def main():
         sys.exit(f"bench_torch: --seq {args.seq} is more than max_position_embeddings "
                  f"{c['max_position_embeddings']}")
     preset = os.path.splitext(os.path.basename(args.preset))[0]
-    tokens = torch.randint(0, c["vocab_size"], (args.batch, args.seq))
+    tokens = torch.randint(0, c["vocab_size"], (args.batch, args.seq)).to(DEVICE)
     # --method: B forget and B retain samples of T random tokens, every token after the first a
     # target (the data tools/bench_unlearn.sh gives lethe).
-    forget, retain = tokens, torch.randint(0, c["vocab_size"], (args.batch, args.seq))
+    forget = tokens
+    retain = torch.randint(0, c["vocab_size"], (args.batch, args.seq)).to(DEVICE)
 
     cfg_lines = torch.__config__.show().strip().splitlines()
     m = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
@@ -381,6 +415,7 @@ def main():
             mean_nll, sums = hf_mean_nll, hf_sums
         else:
             sys.exit(f"bench_torch: unknown model '{which}'")
+        model = model.to(DEVICE)
         n_params = sum(p.numel() for p in model.parameters())
         common = {"preset": preset, "batch": args.batch, "seq": args.seq, "steps": args.steps,
                   "warmup": args.warmup, "threads": torch.get_num_threads(), "params": n_params}

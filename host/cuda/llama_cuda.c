@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "timing.h"
+
 // ---- checks ----------------------------------------------------------------------------------
 
 static int cuda_failed(Err *e, const char *file, int line, const char *call, int rc) {
@@ -63,6 +65,8 @@ typedef struct {
     float *rstdf;     // (N)
     void *xt;         // (M, D) the rows of lnf that predict a target
     float *lse, *logprob, *weight; // (M) per target
+    float *mu, *var;               // (M) per target: llama_cuda_target_stats
+    uint8_t *is_argmax;            // (M)
     // backward scratch; dres doubles as the forward's o- and down-projection output
     void *dres, *dln;       // (N, D)
     void *datt, *dq;        // (N, H * hd)
@@ -88,13 +92,15 @@ struct LlamaCuda {
     char device_name[300]; // "CUDA device N (name)", name up to 256 bytes
     cudaStream_t stream;
     cublasHandle_t cublas;
+    int frozen; // no gradients; in LETHE_BF16 mode no float32 copy either (a reference model)
     float *params;
     uint16_t *params16;
     float *grads;
     DeviceActs a;
-    // the last forward, on the host
+    // the last forward, on the host; kl_ref: its head was KL against this model's rows
     size_t n_tokens, n_targets, host_cap;
-    int n_samples, have_forward;
+    int n_samples, have_forward, have_rows;
+    const struct LlamaCuda *kl_ref;
     int32_t *h_targets, *h_tpos, *h_scatter, *h_tsample; // (host_cap)
     float *h_logprob;                                    // (host_cap)
 };
@@ -162,8 +168,9 @@ static uint16_t bf16_bits(float x) {
 // Uploads params (host, n_params) to the float32 weights and, in bf16 mode, their rounding,
 // through a bounded staging buffer (a host copy of a large model's bf16 weights would not fit).
 static int upload_params(LlamaCuda *d, const float *params, Err *e) {
-    CUDA_TRY(e, cudaMemcpyAsync(d->params, params, d->n_params * sizeof(float),
-                                cudaMemcpyHostToDevice, d->stream));
+    if (d->params)
+        CUDA_TRY(e, cudaMemcpyAsync(d->params, params, d->n_params * sizeof(float),
+                                    cudaMemcpyHostToDevice, d->stream));
     if (d->dtype == LETHE_BF16) {
         enum { CHUNK = 1 << 20 };
         uint16_t *stage = malloc(CHUNK * sizeof *stage);
@@ -200,24 +207,29 @@ static int create_on_device(LlamaCuda *d, const LlamaModel *m, Err *e) {
     CUBLAS_TRY(e, cublasSetStream(d->cublas, d->stream));
 
     const size_t n = d->n_params;
-    const size_t bytes =
-        n * sizeof(float) * 2 + (d->dtype == LETHE_BF16 ? n * sizeof(uint16_t) : 0);
-    char what[192];
-    snprintf(what, sizeof what, "the weights (%s%s) and float32 gradients of %zu parameters",
-             dtype_label(d->dtype), d->dtype == LETHE_BF16 ? " and a float32 master copy" : "",
-             n);
+    const int bf16 = d->dtype == LETHE_BF16, need_f32 = !d->frozen || !bf16;
+    const size_t bytes = n * (need_f32 ? sizeof(float) : 0) + n * (bf16 ? sizeof(uint16_t) : 0) +
+                         n * (d->frozen ? 0 : sizeof(float));
+    char what[224];
+    if (d->frozen)
+        snprintf(what, sizeof what, "the %s weights of the frozen reference model (%zu "
+                 "parameters)", dtype_label(d->dtype), n);
+    else
+        snprintf(what, sizeof what, "the weights (%s%s) and float32 gradients of %zu parameters",
+                 dtype_label(d->dtype), bf16 ? " and a float32 master copy" : "", n);
     const char *hint = "use a device with more memory, or a smaller model";
     if (check_fits(d, bytes, what, hint, e)) return -1;
-    if (device_alloc(d, (void **)&d->params, n * sizeof(float), what, hint, e)) return -1;
-    if (d->dtype == LETHE_BF16 &&
-        device_alloc(d, (void **)&d->params16, n * sizeof(uint16_t), what, hint, e))
+    if (need_f32 && device_alloc(d, (void **)&d->params, n * sizeof(float), what, hint, e))
         return -1;
-    if (device_alloc(d, (void **)&d->grads, n * sizeof(float), what, hint, e)) return -1;
+    if (bf16 && device_alloc(d, (void **)&d->params16, n * sizeof(uint16_t), what, hint, e))
+        return -1;
+    if (!d->frozen && device_alloc(d, (void **)&d->grads, n * sizeof(float), what, hint, e))
+        return -1;
     if (upload_params(d, m->params, e)) return -1;
-    return llama_cuda_zero_grads(d, e);
+    return d->frozen ? 0 : llama_cuda_zero_grads(d, e);
 }
 
-int llama_cuda_create(LlamaCuda **out, const LlamaModel *m, LetheDtype dtype, Err *e) {
+static int create(LlamaCuda **out, const LlamaModel *m, LetheDtype dtype, int frozen, Err *e) {
     *out = NULL;
     if (dtype != LETHE_F32 && dtype != LETHE_BF16)
         return err_set(e, "unknown device dtype %d", (int)dtype);
@@ -239,6 +251,7 @@ int llama_cuda_create(LlamaCuda **out, const LlamaModel *m, LetheDtype dtype, Er
     }
     d->cfg = m->cfg;
     d->dtype = dtype;
+    d->frozen = frozen;
     d->es = dtype == LETHE_F32 ? sizeof(float) : sizeof(uint16_t);
     d->n_params = m->n_params;
     memcpy(d->layers, m->layers, (size_t)L * sizeof *d->layers);
@@ -252,6 +265,16 @@ int llama_cuda_create(LlamaCuda **out, const LlamaModel *m, LetheDtype dtype, Er
     *out = d;
     return 0;
 }
+
+int llama_cuda_create(LlamaCuda **out, const LlamaModel *m, LetheDtype dtype, Err *e) {
+    return create(out, m, dtype, 0, e);
+}
+
+int llama_cuda_create_frozen(LlamaCuda **out, const LlamaModel *m, LetheDtype dtype, Err *e) {
+    return create(out, m, dtype, 1, e);
+}
+
+const char *llama_cuda_device_name(const LlamaCuda *d) { return d->device_name; }
 
 static void acts_release(DeviceActs *a) {
     cudaFree(a->base);
@@ -330,6 +353,9 @@ static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_sa
     CARVE(a->lse, N * fs);
     CARVE(a->logprob, N * fs);
     CARVE(a->weight, N * fs);
+    CARVE(a->mu, N * fs);
+    CARVE(a->var, N * fs);
+    CARVE(a->is_argmax, N);
     CARVE(a->dres, N * D * es);
     CARVE(a->dln, N * D * es);
     CARVE(a->datt, N * Q * es);
@@ -344,7 +370,9 @@ static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_sa
     CARVE(a->emb_scratch, cuda_embedding_backward_scratch_size(N));
     // Enough for the largest tiles of any M <= N, which the classifier then always takes: its
     // bits depend on the batch alone, not on the capacity earlier batches left.
-    const size_t cls = cuda_classifier_scratch_bytes(N, (int)D, c->vocab_size, dtype);
+    const size_t cls_lp = cuda_classifier_scratch_bytes(N, (int)D, c->vocab_size, dtype);
+    const size_t cls_kl = cuda_classifier_kl_scratch_bytes(N, (int)D, c->vocab_size, dtype);
+    const size_t cls = cls_lp > cls_kl ? cls_lp : cls_kl;
     CARVE(a->cls_scratch, cls);
     CARVE(a->tokens, N * sizeof(int32_t));
     CARVE(a->targets, N * sizeof(int32_t));
@@ -437,6 +465,13 @@ static int check_batch(const ModelConfig *c, const Batch *b, Err *e) {
     return 0;
 }
 
+// For `lethe bench`'s split of the step: the queued work of one part finishes before its timer
+// stops (only while the timers run; a training step otherwise synchronises once per call).
+static int timing_sync(LlamaCuda *d, Err *e) {
+    if (g_timing_enabled) CUDA_TRY(e, cudaStreamSynchronize(d->stream));
+    return 0;
+}
+
 static int upload(LlamaCuda *d, void *dst, const void *src, size_t bytes, Err *e) {
     if (bytes == 0) return 0;
     CUDA_TRY(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, d->stream));
@@ -496,14 +531,15 @@ static int forward_trunk(LlamaCuda *d, Err *e) {
     return 0;
 }
 
-int llama_cuda_forward(LlamaCuda *d, const Batch *b, double *sum_logprob, int *n_targets,
-                       Err *e) {
-    d->have_forward = 0;
+// Checks and uploads a batch, lists its targets (host/llama.c's order: position t predicts token
+// t+1 of its sample) and runs the trunk: the target rows are in a->xt.
+static int forward_rows(LlamaCuda *d, const Batch *b, Err *e) {
+    d->have_forward = d->have_rows = 0;
+    d->kl_ref = NULL;
     if (check_batch(&d->cfg, b, e)) return -1;
     const size_t N = b->n_tokens;
     if (acts_reserve(d, N, b->n_samples, e)) return -1;
     DeviceActs *a = &d->a;
-    // Targets, in host/llama.c's order: position t predicts token t+1 of its sample.
     size_t M = 0;
     for (int s = 0; s < b->n_samples; s++) {
         const int64_t end = b->offsets[s + 1];
@@ -528,27 +564,97 @@ int llama_cuda_forward(LlamaCuda *d, const Batch *b, double *sum_logprob, int *n
         upload(d, a->tpos, d->h_tpos, M * sizeof(int32_t), e) ||
         upload(d, a->scatter, d->h_scatter, N * sizeof(int32_t), e))
         return -1;
-    if (forward_trunk(d, e)) return -1;
-    const int D = d->cfg.hidden_size, V = d->cfg.vocab_size;
-    if (M > 0) {
-        CUDA_TRY(e, cuda_classifier_forward(a->logprob, a->lse, a->cls_scratch,
-                                            a->cls_scratch_bytes, a->xt,
-                                            weight_at(d, d->lm_head), a->targets, M, D, V,
-                                            d->dtype, d->cublas, d->stream));
-        CUDA_TRY(e, cudaMemcpyAsync(d->h_logprob, a->logprob, M * sizeof(float),
+    timing_start(TIMER_FORWARD);
+    const int trunk = forward_trunk(d, e) || timing_sync(d, e);
+    timing_stop(TIMER_FORWARD);
+    if (trunk) return -1;
+    d->have_rows = 1;
+    return 0;
+}
+
+// Downloads the per-target values of the head (log-probs or KL) and sums them per sample, in
+// target order and in double, as host/llama.c.
+static int finish_head(LlamaCuda *d, double *sums, int *counts, Err *e) {
+    const size_t M = d->n_targets;
+    if (M > 0)
+        CUDA_TRY(e, cudaMemcpyAsync(d->h_logprob, d->a.logprob, M * sizeof(float),
                                     cudaMemcpyDeviceToHost, d->stream));
-    }
     CUDA_TRY(e, cudaStreamSynchronize(d->stream));
-    // Per-sample sums in target order, in double, as host/llama.c.
-    if (sum_logprob)
-        for (int s = 0; s < b->n_samples; s++) sum_logprob[s] = 0.0;
-    if (n_targets)
-        for (int s = 0; s < b->n_samples; s++) n_targets[s] = 0;
+    if (sums)
+        for (int s = 0; s < d->n_samples; s++) sums[s] = 0.0;
+    if (counts)
+        for (int s = 0; s < d->n_samples; s++) counts[s] = 0;
     for (size_t j = 0; j < M; j++) {
-        if (sum_logprob) sum_logprob[d->h_tsample[j]] += d->h_logprob[j];
-        if (n_targets) n_targets[d->h_tsample[j]]++;
+        if (sums) sums[d->h_tsample[j]] += d->h_logprob[j];
+        if (counts) counts[d->h_tsample[j]]++;
     }
     d->have_forward = 1;
+    return 0;
+}
+
+// The log-prob head over the target rows: logprob and lse per target.
+static int logprob_head(LlamaCuda *d, Err *e) {
+    DeviceActs *a = &d->a;
+    if (d->n_targets > 0)
+        CUDA_TRY(e, cuda_classifier_forward(a->logprob, a->lse, a->cls_scratch,
+                                            a->cls_scratch_bytes, a->xt,
+                                            weight_at(d, d->lm_head), a->targets, d->n_targets,
+                                            d->cfg.hidden_size, d->cfg.vocab_size, d->dtype,
+                                            d->cublas, d->stream));
+    return 0;
+}
+
+int llama_cuda_forward(LlamaCuda *d, const Batch *b, double *sum_logprob, int *n_targets,
+                       Err *e) {
+    if (forward_rows(d, b, e)) return -1;
+    timing_start(TIMER_CLASSIFIER_FORWARD);
+    const int rc = logprob_head(d, e) || finish_head(d, sum_logprob, n_targets, e);
+    timing_stop(TIMER_CLASSIFIER_FORWARD);
+    return rc ? -1 : 0;
+}
+
+int llama_cuda_forward_rows(LlamaCuda *d, const Batch *b, Err *e) {
+    if (forward_rows(d, b, e)) return -1;
+    CUDA_TRY(e, cudaStreamSynchronize(d->stream));
+    return 0;
+}
+
+int llama_cuda_forward_kl(LlamaCuda *d, const Batch *b, const LlamaCuda *ref, double *kl_sum,
+                          int *n_targets, Err *e) {
+    if (ref->dtype != d->dtype || ref->cfg.vocab_size != d->cfg.vocab_size ||
+        ref->cfg.hidden_size != d->cfg.hidden_size)
+        return err_set(e, "llama_cuda_forward_kl: the reference model differs in dtype or shape");
+    if (forward_rows(d, b, e)) return -1;
+    if (!ref->have_rows || ref->n_targets != d->n_targets)
+        return err_set(e, "the reference forward does not match this batch (%zu vs %zu targets)",
+                       ref->have_rows ? ref->n_targets : 0, d->n_targets);
+    DeviceActs *a = &d->a;
+    const int D = d->cfg.hidden_size, V = d->cfg.vocab_size;
+    if (d->n_targets > 0)
+        CUDA_TRY(e, cuda_classifier_kl_forward(a->logprob, a->lse, a->cls_scratch,
+                                               a->cls_scratch_bytes, a->xt,
+                                               weight_at(d, d->lm_head), ref->a.xt,
+                                               weight_at(ref, ref->lm_head), d->n_targets, D, V,
+                                               d->dtype, d->cublas, d->stream));
+    d->kl_ref = ref;
+    return finish_head(d, kl_sum, n_targets, e);
+}
+
+int llama_cuda_target_stats(LlamaCuda *d, uint8_t *is_argmax, float *mu, float *var, Err *e) {
+    if (!d->have_forward || d->kl_ref)
+        return err_set(e, "llama_cuda_target_stats: no llama_cuda_forward to take them from");
+    const size_t M = d->n_targets;
+    if (M == 0) return 0;
+    DeviceActs *a = &d->a;
+    CUDA_TRY(e, cuda_classifier_stats(a->is_argmax, a->mu, a->var, a->cls_scratch,
+                                      a->cls_scratch_bytes, a->xt, weight_at(d, d->lm_head),
+                                      a->targets, a->lse, M, d->cfg.hidden_size,
+                                      d->cfg.vocab_size, d->dtype, d->cublas, d->stream));
+    CUDA_TRY(e, cudaMemcpyAsync(is_argmax, a->is_argmax, M, cudaMemcpyDeviceToHost, d->stream));
+    CUDA_TRY(e, cudaMemcpyAsync(mu, a->mu, M * sizeof(float), cudaMemcpyDeviceToHost, d->stream));
+    CUDA_TRY(e, cudaMemcpyAsync(var, a->var, M * sizeof(float), cudaMemcpyDeviceToHost,
+                                d->stream));
+    CUDA_TRY(e, cudaStreamSynchronize(d->stream));
     return 0;
 }
 
@@ -565,6 +671,7 @@ static int zero(LlamaCuda *d, void *p, size_t bytes, Err *e) {
 
 int llama_cuda_backward(LlamaCuda *d, const float *weight, Err *e) {
     if (!d->have_forward) return err_set(e, "llama_cuda_backward: no forward to go back through");
+    if (d->frozen) return err_set(e, "llama_cuda_backward: the model is frozen (no gradients)");
     const ModelConfig *c = &d->cfg;
     DeviceActs *a = &d->a;
     const int L = c->num_hidden_layers, H = c->num_attention_heads, KV = c->num_key_value_heads;
@@ -578,15 +685,27 @@ int llama_cuda_backward(LlamaCuda *d, const float *weight, Err *e) {
 
     // Classifier into the target rows, then every position's row of dln: the target's row of
     // dxt, or its zero row M (the embedding kernel as a gather again: one launch, no scatter).
+    // (On an error the run ends; the timers are not stopped.)
+    timing_start(TIMER_CLASSIFIER_BACKWARD);
     if (zero(d, a->dxt, (M + 1) * (size_t)D * es, e)) return -1;
     if (M > 0) {
         if (upload(d, a->weight, weight, M * sizeof(float), e)) return -1;
-        CUDA_TRY(e, cuda_classifier_backward(a->dxt, g + d->lm_head, a->cls_scratch,
-                                             a->cls_scratch_bytes, a->xt,
-                                             weight_at(d, d->lm_head), a->targets, a->lse,
-                                             a->weight, M, D, V, dt, cb, st));
+        if (d->kl_ref)
+            CUDA_TRY(e, cuda_classifier_kl_backward(a->dxt, g + d->lm_head, a->cls_scratch,
+                                                    a->cls_scratch_bytes, a->xt,
+                                                    weight_at(d, d->lm_head), d->kl_ref->a.xt,
+                                                    weight_at(d->kl_ref, d->kl_ref->lm_head),
+                                                    a->lse, a->weight, M, D, V, dt, cb, st));
+        else
+            CUDA_TRY(e, cuda_classifier_backward(a->dxt, g + d->lm_head, a->cls_scratch,
+                                                 a->cls_scratch_bytes, a->xt,
+                                                 weight_at(d, d->lm_head), a->targets, a->lse,
+                                                 a->weight, M, D, V, dt, cb, st));
     }
     CUDA_TRY(e, cuda_embedding_forward(a->dln, a->scatter, a->dxt, N, D, dt, st));
+    if (timing_sync(d, e)) return -1;
+    timing_stop(TIMER_CLASSIFIER_BACKWARD);
+    timing_start(TIMER_BACKWARD);
     if (zero(d, a->dres, N * (size_t)D * es, e)) return -1;
     CUDA_TRY(e, cuda_rmsnorm_backward(a->dres, g + d->norm, a->rms_scratch, a->dln, a->res[L],
                                       weight_at(d, d->norm), a->rstdf, N, D, dt, st));
@@ -636,12 +755,14 @@ int llama_cuda_backward(LlamaCuda *d, const float *weight, Err *e) {
     CUDA_TRY(e, cuda_embedding_backward(g + d->embed, a->emb_scratch, a->dres, a->tokens, N, D, V,
                                         dt, st));
     CUDA_TRY(e, cudaStreamSynchronize(st));
+    timing_stop(TIMER_BACKWARD);
     return 0;
 }
 
 // ---- parameters and gradients ----------------------------------------------------------------
 
 int llama_cuda_zero_grads(LlamaCuda *d, Err *e) {
+    if (d->frozen) return 0;
     CUDA_TRY(e, cudaMemsetAsync(d->grads, 0, d->n_params * sizeof(float), d->stream));
     CUDA_TRY(e, cudaStreamSynchronize(d->stream));
     return 0;
@@ -654,6 +775,7 @@ static int download(const LlamaCuda *d, void *dst, const void *src, size_t bytes
 }
 
 int llama_cuda_download_grads(const LlamaCuda *d, float *grads, Err *e) {
+    if (d->frozen) return err_set(e, "llama_cuda_download_grads: the model is frozen");
     return download(d, grads, d->grads, d->n_params * sizeof(float), e);
 }
 
@@ -662,6 +784,8 @@ int llama_cuda_upload_params(LlamaCuda *d, const float *params, Err *e) {
 }
 
 int llama_cuda_download_params(const LlamaCuda *d, float *params, Err *e) {
+    if (!d->params) return err_set(e, "llama_cuda_download_params: a frozen bfloat16 model keeps "
+                                      "no float32 weights");
     return download(d, params, d->params, d->n_params * sizeof(float), e);
 }
 

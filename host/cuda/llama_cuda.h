@@ -26,11 +26,27 @@ typedef struct LlamaCuda LlamaCuda;
 // Uploads host_model's config, table and weights to device 0. Fails with a message when there is
 // no usable CUDA device, or when the weights and gradients do not fit in the device's free memory.
 int llama_cuda_create(LlamaCuda **out, const LlamaModel *host_model, LetheDtype dtype, Err *e);
+// A frozen copy (a reference model): no gradients and, in LETHE_BF16 mode, only the bfloat16
+// weights; it runs forwards (llama_cuda_forward, llama_cuda_forward_rows), never a backward.
+int llama_cuda_create_frozen(LlamaCuda **out, const LlamaModel *host_model, LetheDtype dtype,
+                             Err *e);
 void llama_cuda_free(LlamaCuda *d);
+// "CUDA device N (name)".
+const char *llama_cuda_device_name(const LlamaCuda *d);
 
 // As llama_forward: sum_logprob[s] = sum over sample s's targets of log p(target), n_targets[s]
 // their count (either may be NULL). Keeps on the device what llama_cuda_backward needs.
 int llama_cuda_forward(LlamaCuda *d, const Batch *b, double *sum_logprob, int *n_targets, Err *e);
+// As llama_forward_rows: the trunk only, keeping the target rows for a llama_cuda_forward_kl of
+// another model over the same batch.
+int llama_cuda_forward_rows(LlamaCuda *d, const Batch *b, Err *e);
+// As llama_forward_kl: the head is KL(p_ref || p) per target, p_ref from ref's rows of the same
+// batch (ref after llama_cuda_forward_rows, same dtype and shape); ref must stay unchanged until
+// the following llama_cuda_backward, which then takes dLoss/dKL per target.
+int llama_cuda_forward_kl(LlamaCuda *d, const Batch *b, const LlamaCuda *ref, double *kl_sum,
+                          int *n_targets, Err *e);
+// As llama_target_stats, after llama_cuda_forward: host arrays of llama_cuda_n_targets() entries.
+int llama_cuda_target_stats(LlamaCuda *d, uint8_t *is_argmax, float *mu, float *var, Err *e);
 // As llama_backward: weight (host, llama_cuda_n_targets() floats) = dLoss/dNLL of each target of
 // the last forward, in order; adds the gradient into the device grads.
 int llama_cuda_backward(LlamaCuda *d, const float *weight, Err *e);

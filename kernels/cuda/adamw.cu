@@ -97,6 +97,21 @@ __global__ void adamw_kernel(float *__restrict__ params, float *__restrict__ m,
     }
 }
 
+__global__ void bf16_round_stochastic_kernel(uint16_t *__restrict__ out,
+                                             const float *__restrict__ in, size_t n,
+                                             uint64_t key) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const uint64_t r = mix64(key + (i + 1) * 0x9E3779B97F4A7C15ull);
+        out[i] = bf16_stochastic_round(in[i], (uint32_t)(r >> 48));
+    }
+}
+
+// The stochastic-rounding stream of (seed, step), shared by the update and the re-rounding.
+__host__ uint64_t rounding_key(uint64_t seed, int64_t step) {
+    return mix64(seed ^ mix64((uint64_t)step + 0x9E3779B97F4A7C15ull));
+}
+
 }  // namespace
 
 extern "C" int cuda_grad_norm_accumulate(double *partial, const float *grads, size_t n,
@@ -133,11 +148,22 @@ extern "C" int cuda_adamw_update(float *params, float *m, float *v, uint16_t *pa
     s.bc2_sqrt = (float)sqrt(bc2);
     s.keep = (float)(1.0 - lr * weight_decay);
     s.max_norm = max_norm;
-    s.key = mix64(seed ^ mix64((uint64_t)step + 0x9E3779B97F4A7C15ull));
+    s.key = rounding_key(seed, step);
     const size_t blocks = ceil_div(n, kAdamThreads);
     const dim3 grid((unsigned)(blocks < kMaxAdamBlocks ? blocks : kMaxAdamBlocks));
     LETHE_LAUNCH(adamw_kernel, grid, kAdamThreads, 0, stream)(params, m, v, params_bf16, grads, n,
                                                                s, norm);
+    LETHE_CUDA_CHECK(cudaGetLastError());
+    return 0;
+}
+
+extern "C" int cuda_bf16_round_stochastic(uint16_t *out, const float *in, size_t n,
+                                          uint64_t seed, int64_t step, LetheStream stream) {
+    if (n == 0) return 0;
+    const size_t blocks = ceil_div(n, kAdamThreads);
+    const dim3 grid((unsigned)(blocks < kMaxAdamBlocks ? blocks : kMaxAdamBlocks));
+    LETHE_LAUNCH(bf16_round_stochastic_kernel, grid, kAdamThreads, 0, stream)(
+        out, in, n, rounding_key(seed, step));
     LETHE_CUDA_CHECK(cudaGetLastError());
     return 0;
 }

@@ -2,7 +2,7 @@
 # `lethe bench`: the JSON of s260k GA and NPO runs has every documented key, positive times, a
 # split of the step that adds up to the mean step, the PaLM FLOPs per token recomputed here from
 # the preset, MFU = flops_per_token x tokens/s / peak; its temporary directory is gone afterwards;
-# bad inputs (an unknown preset, --steps 0, --device cuda) fail with clear messages; with
+# bad inputs (an unknown preset, --steps 0, --device tpu, --device cuda without a GPU) fail with clear messages; with
 # --peer /usr/bin/python3 (Debian's torch) the peer's tokens/s and lethe's ratio are reported.
 # usage: test_bench.sh LETHE CONFIGS_DIR WORKDIR
 set -euo pipefail
@@ -131,7 +131,13 @@ bad_input() {
 }
 bad_input "unknown preset 's260'; did you mean 's260k'?" --preset s260 --peer none
 bad_input "--steps 0: give 1 to 1024 timed steps" --steps 0 --peer none
-bad_input "--device cuda: the CUDA model path is not built yet" --device cuda --peer none
+bad_input "device.name (--device) must be cpu, cuda or auto (got 'tpu')" --device tpu --peer none
+bad_input "device.dtype must be bf16 or fp32 (got 'fp16')" --device-dtype fp16 --peer none
+# Without a GPU, --device cuda names the runtime's reason (tests/e2e/test_cuda_path.sh runs the
+# device step under the CPU execution harness).
+if ! { command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; }; then
+  bad_input "--device cuda: cudaGetDeviceCount failed" --device cuda --peer none
+fi
 bad_input "--method npx is not a method" --method npx --peer none
 bad_input "--seq 4096 is more than the model's max_position_embeddings 512" --seq 4096 --peer none
 no_leftovers

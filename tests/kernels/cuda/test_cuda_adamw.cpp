@@ -307,6 +307,41 @@ void test_stochastic_rounding_is_unbiased() {
     CHECK(draws[0] != draws[3]);
 }
 
+// A resumed run has only the float32 weights: cuda_bf16_round_stochastic(seed, step) must give
+// back exactly the bf16 copy the update of that (seed, step) wrote, on a multi-block range.
+void test_rerounding_reproduces_the_update_copy() {
+    const Table t = make_table();
+    const std::vector<float> params0 = random_floats(t.n_params, 91);
+    const AdamState s = adamw_on_device(t, params0, 2, 7);
+    DeviceBuffer<float> params(s.params);
+    DeviceBuffer<uint16_t> again(t.n_params);
+    CHECK_CUDA(cudaMemset(again.get(), 0, t.n_params * sizeof(uint16_t)));
+    for (size_t i = 0; i < t.tensors.size(); ++i) {
+        if ((int)i == kFrozen) continue;
+        const size_t off = t.tensors[i].offset;
+        CHECK(cuda_bf16_round_stochastic(again.get() + off, params.get() + off,
+                                         t.tensors[i].numel, 7 * 1000 + i, 2, nullptr) == 0);
+    }
+    const std::vector<uint16_t> got = again.download();
+    size_t differ = 0, compared = 0;
+    for (size_t i = 0; i < t.tensors.size(); ++i) {
+        if ((int)i == kFrozen) continue;
+        for (size_t j = 0; j < t.tensors[i].numel; ++j, ++compared)
+            differ += got[t.tensors[i].offset + j] != s.params_bf16[t.tensors[i].offset + j];
+    }
+    printf("  re-rounded %zu weights: %zu differ from the update's copy\n", compared, differ);
+    CHECK(compared > 0 && differ == 0);
+    // Another step's stream gives other bits (the test would pass vacuously otherwise).
+    const size_t off = t.tensors[0].offset;
+    CHECK(cuda_bf16_round_stochastic(again.get() + off, params.get() + off, t.tensors[0].numel,
+                                     7 * 1000, 3, nullptr) == 0);
+    const std::vector<uint16_t> other = again.download();
+    size_t changed = 0;
+    for (size_t j = 0; j < t.tensors[0].numel; ++j)
+        changed += other[off + j] != s.params_bf16[off + j];
+    CHECK(changed > 0);
+}
+
 }  // namespace
 
 int main() {
@@ -316,6 +351,7 @@ int main() {
              test_grad_norm_matches_host_over_many_chunks);
     run_test("adamw_is_deterministic", test_adamw_is_deterministic);
     run_test("stochastic_rounding_is_unbiased", test_stochastic_rounding_is_unbiased);
+    run_test("rerounding_reproduces_the_update_copy", test_rerounding_reproduces_the_update_copy);
     print_worst_errors();
     return test_exit_code();
 }

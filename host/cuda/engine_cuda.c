@@ -1,0 +1,219 @@
+// The CUDA engine (host/engine.h): the device model of llama_cuda.c, a frozen device copy for KL
+// terms, and AdamW with its moments, the global gradient norm and the clipping on the device.
+#include "engine_cuda.h"
+
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llama_cuda.h"
+
+typedef struct {
+    Engine base;
+    LlamaCuda *model, *ref;
+    LlamaCudaBuffers buf;
+    float *m, *v;            // (n_params) Adam moments on the device, NULL without optimizer
+    double *norm_partial;    // (CUDA_GRAD_NORM_SLOTS)
+    double *norm;            // (1) the last grad_norm, read by the update's clipping
+} CudaEngine;
+
+static CudaEngine *cu(Engine *g) { return (CudaEngine *)g; }
+static const CudaEngine *cu_c(const Engine *g) { return (const CudaEngine *)g; }
+
+static int cuda_call_failed(Err *e, const char *call, int rc) {
+    const cudaError_t err = (cudaError_t)rc;
+    return err_set(e, "%s failed: %s (%s)", call, cudaGetErrorName(err), cudaGetErrorString(err));
+}
+
+#define ENGINE_TRY(e, call)                                                                    \
+    do {                                                                                       \
+        const int engine_try_rc = (int)(call);                                                 \
+        if (engine_try_rc != 0) return cuda_call_failed(e, __FILE__ ": " #call, engine_try_rc); \
+    } while (0)
+
+// A seed of its own for each tensor's stochastic rounding, from the run's seed.
+static uint64_t tensor_seed(uint64_t seed, int tensor) {
+    return seed * 0x9E3779B97F4A7C15ull + (uint64_t)tensor * 0xD1B54A32D192ED03ull + 1;
+}
+
+static int e_forward(Engine *g, const Batch *b, double *s, int *n, Err *e) {
+    return llama_cuda_forward(cu(g)->model, b, s, n, e);
+}
+
+static int e_forward_kl(Engine *g, const Batch *b, double *kl, int *n, Err *e) {
+    CudaEngine *c = cu(g);
+    if (!c->ref) return err_set(e, "forward_kl: the engine was opened without a reference");
+    if (llama_cuda_forward_rows(c->ref, b, e)) return -1;
+    return llama_cuda_forward_kl(c->model, b, c->ref, kl, n, e);
+}
+
+static size_t e_n_targets(const Engine *g) { return llama_cuda_n_targets(cu_c(g)->model); }
+static const int32_t *e_target_sample(const Engine *g) {
+    return llama_cuda_target_sample(cu_c(g)->model);
+}
+static const float *e_target_logprob(const Engine *g) {
+    return llama_cuda_target_logprob(cu_c(g)->model);
+}
+static int e_target_stats(Engine *g, uint8_t *a, float *mu, float *var, Err *e) {
+    return llama_cuda_target_stats(cu(g)->model, a, mu, var, e);
+}
+static int e_backward(Engine *g, const float *w, Err *e) {
+    return llama_cuda_backward(cu(g)->model, w, e);
+}
+static int e_zero_grads(Engine *g, Err *e) { return llama_cuda_zero_grads(cu(g)->model, e); }
+
+// The same tensors, in the same order, as grad_global_norm in host/optim.c.
+static int e_grad_norm(Engine *g, double *norm, Err *e) {
+    CudaEngine *c = cu(g);
+    if (!g->opt) return err_set(e, "grad_norm: the engine has no optimizer");
+    cudaStream_t st = (cudaStream_t)c->buf.stream;
+    ENGINE_TRY(e, cudaMemsetAsync(c->norm_partial, 0, CUDA_GRAD_NORM_SLOTS * sizeof(double), st));
+    for (int i = 0; i < g->model->n_tensors; i++) {
+        if (!g->opt->trainable[i]) continue;
+        const ParamTensor *t = &g->model->tensors[i];
+        ENGINE_TRY(e, cuda_grad_norm_accumulate(c->norm_partial, c->buf.grads + t->offset,
+                                                t->numel, st));
+    }
+    ENGINE_TRY(e, cuda_grad_norm_finish(c->norm, c->norm_partial, st));
+    ENGINE_TRY(e, cudaMemcpyAsync(norm, c->norm, sizeof(double), cudaMemcpyDeviceToHost, st));
+    ENGINE_TRY(e, cudaStreamSynchronize(st));
+    return 0;
+}
+
+// AdamW over the trainable tensors, as optimizer_step; the clipping reads the norm that
+// e_grad_norm left on the device (the host's copy `norm` is the same value).
+static int e_step(Engine *g, double lr, double norm, double max_norm, Err *e) {
+    (void)norm;
+    CudaEngine *c = cu(g);
+    Optimizer *o = g->opt;
+    if (!o) return err_set(e, "step: the engine has no optimizer");
+    const OptimConfig *oc = &o->cfg;
+    o->step++;
+    for (int i = 0; i < g->model->n_tensors; i++) {
+        if (!o->trainable[i]) continue;
+        const ParamTensor *t = &g->model->tensors[i];
+        ENGINE_TRY(e, cuda_adamw_update(c->buf.params + t->offset, c->m + t->offset,
+                                        c->v + t->offset,
+                                        c->buf.params16 ? c->buf.params16 + t->offset : NULL,
+                                        c->buf.grads + t->offset, t->numel, lr, oc->beta1,
+                                        oc->beta2, oc->eps, o->decay[i] ? oc->weight_decay : 0.0,
+                                        o->step, c->norm, max_norm, tensor_seed(g->seed, i),
+                                        c->buf.stream));
+    }
+    ENGINE_TRY(e, cudaStreamSynchronize((cudaStream_t)c->buf.stream));
+    return 0;
+}
+
+static int e_pull(Engine *g, Err *e) {
+    CudaEngine *c = cu(g);
+    if (llama_cuda_download_params(c->model, g->model->params, e)) return -1;
+    if (g->opt && c->m) {
+        const size_t bytes = g->model->n_params * sizeof(float);
+        ENGINE_TRY(e, cudaMemcpy(g->opt->m, c->m, bytes, cudaMemcpyDeviceToHost));
+        ENGINE_TRY(e, cudaMemcpy(g->opt->v, c->v, bytes, cudaMemcpyDeviceToHost));
+    }
+    return 0;
+}
+
+// Uploads the host's weights and moments. The bfloat16 weights of trained tensors are rounded
+// again with the stream of the last update (not to nearest), so that a resumed run has the bits
+// of the uninterrupted one.
+static int e_push(Engine *g, Err *e) {
+    CudaEngine *c = cu(g);
+    if (llama_cuda_upload_params(c->model, g->model->params, e)) return -1;
+    if (!g->opt || !c->m) return 0;
+    const size_t bytes = g->model->n_params * sizeof(float);
+    ENGINE_TRY(e, cudaMemcpy(c->m, g->opt->m, bytes, cudaMemcpyHostToDevice));
+    ENGINE_TRY(e, cudaMemcpy(c->v, g->opt->v, bytes, cudaMemcpyHostToDevice));
+    if (c->buf.params16 && g->opt->step > 0) {
+        for (int i = 0; i < g->model->n_tensors; i++) {
+            if (!g->opt->trainable[i]) continue;
+            const ParamTensor *t = &g->model->tensors[i];
+            ENGINE_TRY(e, cuda_bf16_round_stochastic(c->buf.params16 + t->offset,
+                                                     c->buf.params + t->offset, t->numel,
+                                                     tensor_seed(g->seed, i), g->opt->step,
+                                                     c->buf.stream));
+        }
+        ENGINE_TRY(e, cudaStreamSynchronize((cudaStream_t)c->buf.stream));
+    }
+    return 0;
+}
+
+static void e_destroy(Engine *g) {
+    CudaEngine *c = cu(g);
+    llama_cuda_free(c->model);
+    llama_cuda_free(c->ref);
+    cudaFree(c->m);
+    cudaFree(c->v);
+    cudaFree(c->norm_partial);
+    cudaFree(c->norm);
+    free(c);
+}
+
+static const EngineOps cuda_ops = {e_forward,       e_forward_kl,     e_n_targets,
+                                   e_target_sample, e_target_logprob, e_target_stats,
+                                   e_backward,      e_zero_grads,     e_grad_norm,
+                                   e_step,          e_pull,           e_push,
+                                   e_destroy};
+
+static int alloc_state(CudaEngine *c, size_t n, Err *e) {
+    size_t free_b = 0, total_b = 0;
+    ENGINE_TRY(e, cudaMemGetInfo(&free_b, &total_b));
+    const size_t bytes = 2 * n * sizeof(float);
+    if (bytes > free_b)
+        return err_set(e, "out of device memory: the AdamW moments of %zu parameters need %zu MiB, "
+                          "%s has %zu MiB free of %zu MiB; train fewer tensors (optim.train_only), "
+                          "use a device with more memory, or --device cpu",
+                       n, bytes >> 20, llama_cuda_device_name(c->model), free_b >> 20,
+                       total_b >> 20);
+    ENGINE_TRY(e, cudaMalloc((void **)&c->m, n * sizeof(float)));
+    ENGINE_TRY(e, cudaMalloc((void **)&c->v, n * sizeof(float)));
+    ENGINE_TRY(e, cudaMemset(c->m, 0, n * sizeof(float)));
+    ENGINE_TRY(e, cudaMemset(c->v, 0, n * sizeof(float)));
+    ENGINE_TRY(e, cudaMalloc((void **)&c->norm_partial, CUDA_GRAD_NORM_SLOTS * sizeof(double)));
+    ENGINE_TRY(e, cudaMalloc((void **)&c->norm, sizeof(double)));
+    return 0;
+}
+
+int engine_cuda_available(char *why, size_t why_size) {
+    int count = 0;
+    const cudaError_t rc = cudaGetDeviceCount(&count);
+    if (rc != cudaSuccess) {
+        snprintf(why, why_size, "cudaGetDeviceCount failed with %s (%s); check the driver "
+                                "(nvidia-smi) and CUDA_VISIBLE_DEVICES",
+                 cudaGetErrorName(rc), cudaGetErrorString(rc));
+        return 0;
+    }
+    if (count <= 0) {
+        snprintf(why, why_size, "cudaGetDeviceCount found no device; check CUDA_VISIBLE_DEVICES");
+        return 0;
+    }
+    return 1;
+}
+
+int engine_cuda_open(Engine **out, LlamaModel *model, Optimizer *opt, int with_ref,
+                     LetheDtype dtype, uint64_t seed, Err *e) {
+    *out = NULL;
+    if (opt && opt->kind != OPT_ADAMW)
+        return err_set(e, "the cuda engine's optimizer is AdamW; optim.name sgd runs on the CPU");
+    CudaEngine *c = calloc(1, sizeof *c);
+    if (!c) return err_set(e, "out of memory");
+    c->base = (Engine){&cuda_ops, ENGINE_CUDA, "", model, opt, seed};
+    if (llama_cuda_create(&c->model, model, dtype, e) ||
+        (with_ref && llama_cuda_create_frozen(&c->ref, model, dtype, e)) ||
+        (opt && alloc_state(c, model->n_params, e))) {
+        e_destroy(&c->base);
+        return -1;
+    }
+    c->buf = llama_cuda_buffers(c->model);
+    snprintf(c->base.description, sizeof c->base.description, "%.300s, %s",
+             llama_cuda_device_name(c->model), dtype == LETHE_F32 ? "float32" : "bfloat16");
+    *out = &c->base;
+    return 0;
+}
+
+const CudaBackend *engine_cuda_backend(void) {
+    static const CudaBackend backend = {engine_cuda_available, engine_cuda_open};
+    return &backend;
+}

@@ -1,0 +1,169 @@
+// The engine factory (cpu | cuda | auto) and the CPU engine: host/llama.c and host/optim.c
+// working in place on the host model.
+#include "engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static CudaBackend g_cuda;
+static int g_have_cuda;
+
+void engine_register_cuda(const CudaBackend *backend) {
+    g_cuda = *backend;
+    g_have_cuda = 1;
+}
+
+// ---- the CPU engine ---------------------------------------------------------------------------
+
+typedef struct {
+    Engine base;
+    LlamaActs *acts, *ref_acts;
+    LlamaModel ref; // frozen start model (with_ref)
+    int have_ref;
+    float *grads;
+} CpuEngine;
+
+static CpuEngine *cpu(Engine *g) { return (CpuEngine *)g; }
+static const CpuEngine *cpu_c(const Engine *g) { return (const CpuEngine *)g; }
+
+static int cpu_forward(Engine *g, const Batch *b, double *s, int *n, Err *e) {
+    return llama_forward(g->model, cpu(g)->acts, b, s, n, e);
+}
+
+static int cpu_forward_kl(Engine *g, const Batch *b, double *kl, int *n, Err *e) {
+    CpuEngine *c = cpu(g);
+    if (!c->have_ref) return err_set(e, "forward_kl: the engine was opened without a reference");
+    if (llama_forward_rows(&c->ref, c->ref_acts, b, e)) return -1;
+    return llama_forward_kl(g->model, c->acts, b, &c->ref, c->ref_acts, kl, n, e);
+}
+
+static size_t cpu_n_targets(const Engine *g) { return llama_n_targets(cpu_c(g)->acts); }
+static const int32_t *cpu_target_sample(const Engine *g) {
+    return llama_target_sample(cpu_c(g)->acts);
+}
+static const float *cpu_target_logprob(const Engine *g) {
+    return llama_target_logprob(cpu_c(g)->acts);
+}
+
+static int cpu_target_stats(Engine *g, uint8_t *is_argmax, float *mu, float *var, Err *e) {
+    (void)e;
+    llama_target_stats(g->model, cpu(g)->acts, is_argmax, mu, var);
+    return 0;
+}
+
+static int need_grads(CpuEngine *c, Err *e) {
+    if (c->grads) return 0;
+    c->grads = calloc(c->base.model->n_params, sizeof(float));
+    return c->grads ? 0 : err_set(e, "out of memory for %zu gradients", c->base.model->n_params);
+}
+
+static int cpu_backward(Engine *g, const float *weight, Err *e) {
+    if (need_grads(cpu(g), e)) return -1;
+    llama_backward(g->model, cpu(g)->acts, weight, cpu(g)->grads);
+    return 0;
+}
+
+static int cpu_zero_grads(Engine *g, Err *e) {
+    if (need_grads(cpu(g), e)) return -1;
+    memset(cpu(g)->grads, 0, g->model->n_params * sizeof(float));
+    return 0;
+}
+
+static int cpu_grad_norm(Engine *g, double *norm, Err *e) {
+    if (!g->opt) return err_set(e, "grad_norm: the engine has no optimizer");
+    if (need_grads(cpu(g), e)) return -1;
+    *norm = grad_global_norm(g->opt, g->model, cpu(g)->grads);
+    return 0;
+}
+
+static int cpu_step(Engine *g, double lr, double norm, double max_norm, Err *e) {
+    if (!g->opt) return err_set(e, "step: the engine has no optimizer");
+    if (need_grads(cpu(g), e)) return -1;
+    optimizer_step(g->opt, g->model, g->model->params, cpu(g)->grads, lr, norm, max_norm);
+    return 0;
+}
+
+static int cpu_sync(Engine *g, Err *e) {
+    (void)g;
+    (void)e;
+    return 0;
+}
+
+static void cpu_destroy(Engine *g) {
+    CpuEngine *c = cpu(g);
+    llama_acts_free(c->acts);
+    llama_acts_free(c->ref_acts);
+    if (c->have_ref) llama_free(&c->ref);
+    free(c->grads);
+    free(c);
+}
+
+static const EngineOps cpu_ops = {cpu_forward,       cpu_forward_kl, cpu_n_targets,
+                                  cpu_target_sample, cpu_target_logprob, cpu_target_stats,
+                                  cpu_backward,      cpu_zero_grads, cpu_grad_norm,
+                                  cpu_step,          cpu_sync,       cpu_sync,
+                                  cpu_destroy};
+
+static int cpu_open(Engine **out, LlamaModel *model, Optimizer *opt, int with_ref, uint64_t seed,
+                    Err *e) {
+    CpuEngine *c = calloc(1, sizeof *c);
+    if (!c) return err_set(e, "out of memory");
+    c->base = (Engine){&cpu_ops, ENGINE_CPU, "cpu (float32)", model, opt, seed};
+    c->acts = llama_acts_new();
+    c->ref_acts = with_ref ? llama_acts_new() : NULL;
+    if (!c->acts || (with_ref && !c->ref_acts)) {
+        cpu_destroy(&c->base);
+        return err_set(e, "out of memory");
+    }
+    if (with_ref) {
+        if (llama_create(&c->ref, &model->cfg, e)) {
+            cpu_destroy(&c->base);
+            return -1;
+        }
+        c->have_ref = 1;
+        memcpy(c->ref.params, model->params, model->n_params * sizeof(float));
+    }
+    *out = &c->base;
+    return 0;
+}
+
+// ---- the factory --------------------------------------------------------------------------------
+
+int engine_check_request(const DeviceRequest *req, Err *e) {
+    if (strcmp(req->name, "cpu") && strcmp(req->name, "cuda") && strcmp(req->name, "auto"))
+        return err_set(e, "device.name (--device) must be cpu, cuda or auto (got '%s')",
+                       req->name);
+    if (strcmp(req->dtype, "bf16") && strcmp(req->dtype, "fp32"))
+        return err_set(e, "device.dtype must be bf16 or fp32 (got '%s'): bf16 weights and "
+                          "activations with fp32 master weights, or fp32 throughout (to check "
+                          "against the CPU)",
+                       req->dtype);
+    return 0;
+}
+
+int engine_open(Engine **out, const DeviceRequest *req, LlamaModel *model, Optimizer *opt,
+                int with_ref, uint64_t seed, Err *e) {
+    *out = NULL;
+    if (engine_check_request(req, e)) return -1;
+    const int want_cuda = strcmp(req->name, "cuda") == 0, is_auto = strcmp(req->name, "auto") == 0;
+    if (want_cuda || is_auto) {
+        char why[512] = "this lethe was built without the CUDA backend (no nvcc when it was "
+                        "built; install the CUDA toolkit and rebuild)";
+        if (g_have_cuda && opt && opt->kind != OPT_ADAMW) {
+            // The device optimizer is AdamW (cuda_adamw_update); SGD has no CUDA twin.
+            snprintf(why, sizeof why, "optim.name sgd runs on the CPU only; use "
+                                      "optim.name=adamw for the GPU");
+        } else if (g_have_cuda && g_cuda.available(why, sizeof why)) {
+            const LetheDtype dt = strcmp(req->dtype, "fp32") == 0 ? LETHE_F32 : LETHE_BF16;
+            return g_cuda.open(out, model, opt, with_ref, dt, seed, e);
+        }
+        if (want_cuda) return err_set(e, "--device cuda: %s", why);
+        fprintf(stderr, "device auto: not the GPU: %s; running on the CPU\n", why);
+    }
+    return cpu_open(out, model, opt, with_ref, seed, e);
+}
+
+void engine_close(Engine *g) {
+    if (g) g->ops->destroy(g);
+}

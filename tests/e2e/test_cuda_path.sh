@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# The whole `--device cuda` path of `lethe unlearn`/`finetune`, run on the CPU by
+# lethe-cuda-harness (the same host code and .cu sources built against the CPU execution
+# harness), against `lethe --device cpu` on the real stories260K model.
+#   methods      one update step of every method (ga, graddiff, npo, simnpo with the NLL retain
+#                term, npo with the KL retain term (2 steps), finetune): fp32 mode gives every tensor within
+#                1e-5 relative of the CPU's, every tensor's update (a linear function of its
+#                gradient here, see write_config) within 5e-4 relative (norm weights, whose
+#                gradients are sums that cancel, reach 1.2e-4) with cosine >= 0.99999,
+#                and the step's losses and gradient norm within 1e-5; bf16 mode (bf16 weights and
+#                activations, fp32 master weights and moments) tensors within 1e-2 with cosine
+#                >= 0.999, updates within 0.1 with cosine >= 0.995 (gradients through five
+#                blocks of bf16 activations; measured worst 0.07 and 0.9977), losses and norm
+#                within 2e-2.
+#                Each run logs the device it ran on.
+#   determinism  two bf16 runs of 3 steps give bit-identical model.h5 tensors and metrics.
+#   resume       a bf16 run stopped by SIGTERM after its first step (status 75, state saved) and
+#                resumed gives the uninterrupted run's bits (the bf16 weights are re-rounded with
+#                the last update's stream).
+#   eval         `lethe eval --data` per-sample sums (fp32 within 1e-5, bf16 2e-2) and a TOFU/MUSE
+#                `lethe eval CONFIG` (every value within 1e-5 in fp32) on the device vs the CPU.
+#   bench        `lethe bench --device cuda` runs the device step: JSON device, split, no MFU
+#                for an unnamed GPU.
+#   devices      `lethe --device cuda` without a GPU fails with a clear message, writing nothing;
+#                `--device auto` says it falls back to the CPU and gives the CPU's bits.
+# usage: test_cuda_path.sh LETHE LETHE_CUDA_HARNESS MODELS_DIR WORKDIR MODE
+# Python: Debian's /usr/bin/python3 with h5py and numpy.
+set -euo pipefail
+lethe="$1"; harness="$2"; models="$3/stories260K"; work="$4"; mode="$5"
+rm -rf "$work"; mkdir -p "$work"; work=$(cd "$work" && pwd)
+py=/usr/bin/python3
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# ---- data: the real model, 8 story lines to forget, 16 to retain (short: the harness runs
+# every CUDA thread as a fiber, ~150 tokens/s)
+m="$work/m.h5"
+"$lethe" convert --from llama2c "$models/stories260K.bin" --tokenizer "$models/tok512.bin" \
+  --out "$m" >/dev/null
+sed -n '1,16p' "$models/tinystories_sample.txt" | cut -c1-160 >"$work/retain.txt"
+sed -n '21,28p' "$models/tinystories_sample.txt" | cut -c1-160 >"$work/forget.txt"
+"$lethe" tokenize --model "$m" --input "$work/retain.txt" --lines --out "$work/retain.h5" >/dev/null
+"$lethe" tokenize --model "$m" --input "$work/forget.txt" --lines --out "$work/forget.h5" >/dev/null
+
+# write_config FILE METHOD RETAIN_LOSS STEPS. AdamW's first step is lr * g / (|g| + eps): with
+# the usual eps it is lr * sign(g), and the sign of a gradient near 0 is rounding noise; eps = 1
+# (gradients here are ~1e-2) makes the step linear in the gradient, so comparing updates
+# compares the backends' gradients.
+write_config() {
+  local data="  forget: \"$work/forget.h5\"
+  retain: \"$work/retain.h5\""
+  [ "$2" = finetune ] && data="  train: \"$work/forget.h5\""
+  cat >"$1" <<Y
+model: "$m"
+data:
+$data
+seed: 11
+method:
+  name: $2
+  retain_loss: $3
+optim:
+  lr: 0.05
+  eps: 1.0
+  weight_decay: 0.01
+  grad_clip: 0.5
+  warmup_steps: 0
+  warmup_epochs: 0
+  schedule: constant
+train:
+  max_steps: $4
+  batch_size: 4
+  micro_batch_size: 2
+  state_every: 1
+  log_every: 1
+Y
+}
+
+cat >"$work/compare.py" <<'PY'
+# compare.py A.h5 B.h5 MODE [A/metrics.jsonl B/metrics.jsonl START.h5]: MODE fp32 | bf16 | bits.
+# With START, also the updates (A - START vs B - START) per tensor.
+import h5py, json, sys
+import numpy as np
+
+def tensors(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and name.startswith(("model/", "lm_head")):
+                out[name] = obj[()]
+        f.visititems(visit)
+    return out
+
+def steps(path):
+    lines = [json.loads(l) for l in open(path)]
+    for l in lines:
+        for k in ("elapsed", "tokens_per_s"):
+            l.pop(k, None)
+    return lines
+
+a, b, mode = tensors(sys.argv[1]), tensors(sys.argv[2]), sys.argv[3]
+assert a.keys() == b.keys() and len(a) > 10, (len(a), len(b))
+if mode == "bits":
+    same = [k for k in a if a[k].tobytes() == b[k].tobytes()]
+    print(f"  {len(same)} of {len(a)} tensors bit-identical")
+    assert len(same) == len(a), sorted(set(a) - set(same))[:5]
+    if len(sys.argv) > 4:
+        assert steps(sys.argv[4]) == steps(sys.argv[5]), "metrics differ"
+        print(f"  {len(steps(sys.argv[4]))} metrics lines identical (timings aside)")
+    sys.exit(0)
+rel_max, cos_min = (1e-5, None) if mode == "fp32" else (1e-2, 0.999)
+worst_rel, worst_cos = 0.0, 1.0
+for k in a:
+    x, y = a[k].astype(np.float64).ravel(), b[k].astype(np.float64).ravel()
+    rel = np.linalg.norm(x - y) / max(np.linalg.norm(x), 1e-30)
+    cos = x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), 1e-30)
+    worst_rel, worst_cos = max(worst_rel, rel), min(worst_cos, cos)
+    assert rel <= rel_max, f"{k}: relative error {rel:.3g} > {rel_max}"
+    assert cos_min is None or cos >= cos_min, f"{k}: cosine {cos:.6f} < {cos_min}"
+la, lb = steps(sys.argv[4]), steps(sys.argv[5])
+tol = 1e-5 if mode == "fp32" else 2e-2
+worst_step = 0.0
+for sa, sb in zip(la, lb):
+    for key in ("loss", "grad_norm", "forget_loss", "train_loss", "retain_loss", "retain_kl"):
+        if key in sa:
+            # In bf16 the KL of the moved model's weights (rounded stochastically) against the
+            # reference's (rounded to nearest) holds rounding noise of the size of the KL itself
+            # after one small step: bf16 measures it against the step's loss; fp32 checks the
+            # KL itself to 1e-5.
+            scale = abs(sa[key])
+            if mode == "bf16" and key in ("retain_loss", "retain_kl"):
+                scale = max(scale, abs(sa["loss"]))
+            d = abs(sa[key] - sb[key]) / max(scale, 1e-12)
+            worst_step = max(worst_step, d)
+            assert d <= tol, f"step {sa['step']} {key}: {sa[key]} vs {sb[key]} ({d:.3g} > {tol})"
+assert len(la) == len(lb) and la, (len(la), len(lb))
+start = tensors(sys.argv[6])
+upd_rel_max, upd_cos_min = (5e-4, 0.99999) if mode == "fp32" else (1e-1, 0.995)
+worst_urel, worst_ucos, moved = 0.0, 1.0, 0
+for k in a:
+    s0 = start[k].astype(np.float64).ravel()
+    x, y = a[k].astype(np.float64).ravel() - s0, b[k].astype(np.float64).ravel() - s0
+    if not np.any(x):
+        continue
+    moved += 1
+    rel = np.linalg.norm(x - y) / np.linalg.norm(x)
+    cos = x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), 1e-300)
+    worst_urel, worst_ucos = max(worst_urel, rel), min(worst_ucos, cos)
+    assert rel <= upd_rel_max, f"{k}: update relative error {rel:.3g} > {upd_rel_max}"
+    assert cos >= upd_cos_min, f"{k}: update cosine {cos:.7f} < {upd_cos_min}"
+assert moved >= len(a) - 1, f"only {moved} of {len(a)} tensors were updated"
+print(f"  {len(a)} tensors: worst relative error {worst_rel:.3g}, worst cosine {worst_cos:.7f}; "
+      f"updates of {moved}: worst relative {worst_urel:.3g}, cosine {worst_ucos:.7f}; "
+      f"loss and norm worst relative {worst_step:.3g}")
+PY
+
+# run BINARY CONFIG OUT [args...]: a run that must succeed and name its device
+run() {
+  local bin="$1" cfg="$2" out="$3"; shift 3
+  "$bin" unlearn "$cfg" out="$out" "$@" >"$out.log" 2>&1 || { cat "$out.log"; fail "$bin $cfg $*"; }
+}
+run_ft() {
+  local bin="$1" cfg="$2" out="$3"; shift 3
+  "$bin" finetune "$cfg" out="$out" "$@" >"$out.log" 2>&1 || { cat "$out.log"; fail "$bin $cfg $*"; }
+}
+
+case "$mode" in
+methods)
+  for spec in ga:none graddiff:nll npo:nll simnpo:nll npo:kl finetune:none; do
+    method=${spec%%:*}; retain=${spec##*:}
+    # KL(p_ref || p) and its gradient are 0 until the model has moved: the KL run takes 2 steps.
+    steps=1; [ "$retain" = kl ] && steps=2
+    write_config "$work/$method-$retain.yaml" "$method" "$retain" $steps
+    r=run; [ "$method" = finetune ] && r=run_ft
+    $r "$lethe" "$work/$method-$retain.yaml" "$work/$method-$retain-cpu" --device cpu
+    $r "$harness" "$work/$method-$retain.yaml" "$work/$method-$retain-fp32" --device cuda device.dtype=fp32
+    $r "$harness" "$work/$method-$retain.yaml" "$work/$method-$retain-bf16" --device cuda
+    grep -q "on cpu (float32)" "$work/$method-$retain-cpu.log" || fail "cpu run does not say its device"
+    grep -q "on CUDA device 0 (lethe CPU harness), float32" "$work/$method-$retain-fp32.log" ||
+      fail "fp32 run does not say its device"
+    grep -q "on CUDA device 0 (lethe CPU harness), bfloat16" "$work/$method-$retain-bf16.log" ||
+      fail "bf16 run does not say its device"
+    for dt in fp32 bf16; do
+      echo "$method (retain $retain), $dt vs cpu:"
+      $py "$work/compare.py" "$work/$method-$retain-cpu/model.h5" "$work/$method-$retain-$dt/model.h5" \
+        $dt "$work/$method-$retain-cpu/metrics.jsonl" "$work/$method-$retain-$dt/metrics.jsonl" "$m" ||
+        fail "$method $retain $dt"
+    done
+  done
+  ;;
+determinism)
+  write_config "$work/npo.yaml" npo kl 3
+  run "$harness" "$work/npo.yaml" "$work/a" --device cuda
+  run "$harness" "$work/npo.yaml" "$work/b" --device cuda
+  $py "$work/compare.py" "$work/a/model.h5" "$work/b/model.h5" bits "$work/a/metrics.jsonl" \
+    "$work/b/metrics.jsonl" || fail "two bf16 runs differ"
+  ;;
+resume)
+  write_config "$work/npo.yaml" npo nll 3
+  run "$harness" "$work/npo.yaml" "$work/straight" --device cuda
+  "$harness" unlearn "$work/npo.yaml" out="$work/stopped" --device cuda >"$work/stopped.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do
+    [ -s "$work/stopped/metrics.jsonl" ] && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -TERM $pid
+  status=0; wait $pid || status=$?
+  [ "$status" = 75 ] || { cat "$work/stopped.log"; fail "SIGTERM: status $status, expected 75"; }
+  [ ! -e "$work/stopped/model.h5" ] || fail "a stopped run wrote model.h5"
+  grep -q "run state saved" "$work/stopped.log" || fail "no 'run state saved' line"
+  stopped_at=$(wc -l <"$work/stopped/metrics.jsonl")
+  echo "stopped after $stopped_at step(s) of 3"
+  [ "$stopped_at" -lt 3 ] || fail "the run finished before SIGTERM reached it"
+  "$harness" unlearn --resume "$work/stopped" --device cuda >"$work/resumed.log" 2>&1 ||
+    { cat "$work/resumed.log"; fail "resume"; }
+  grep -q "resuming from" "$work/resumed.log" || fail "no 'resuming from' line"
+  $py "$work/compare.py" "$work/straight/model.h5" "$work/stopped/model.h5" bits \
+    "$work/straight/metrics.jsonl" "$work/stopped/metrics.jsonl" ||
+    fail "the resumed bf16 run differs from the uninterrupted one"
+  ;;
+eval)
+  # Teacher-forced scoring of a token dataset, and a TOFU/MUSE evaluation (scores on the device,
+  # generation on the CPU from the same weights), fp32 device vs CPU.
+  "$lethe" eval --model "$m" --data "$work/forget.h5" --device cpu --out "$work/nll-cpu.json" 2>/dev/null
+  "$harness" eval --model "$m" --data "$work/forget.h5" --device cuda --device-dtype fp32 \
+    --out "$work/nll-fp32.json" 2>/dev/null
+  "$harness" eval --model "$m" --data "$work/forget.h5" --device cuda --out "$work/nll-bf16.json" \
+    2>/dev/null
+  repo=$(cd "$(dirname "$0")/../.." && pwd)
+  cat >"$work/eval.yaml" <<Y
+title: "cuda path"
+models:
+  - {name: target, role: target, path: "$m"}
+generation: {max_new_tokens: 8, batch: 4}
+tofu:
+  forget: $repo/data/tofu/forget01_perturbed.json
+  retain: $repo/data/tofu/retain_perturbed.json
+  max_samples: 4
+muse:
+  forget_text: $repo/data/tofu/forget01_perturbed.json
+  holdout_text: $repo/data/tofu/holdout01.json
+  prefix_tokens: 8
+  max_new_tokens: 8
+  max_samples: 4
+probes:
+  in_context: {source: paraphrased_answer}
+Y
+  "$lethe" eval "$work/eval.yaml" --out "$work/eval-cpu" --device cpu >/dev/null 2>"$work/eval-cpu.log" ||
+    { cat "$work/eval-cpu.log"; fail "eval on the cpu"; }
+  "$harness" eval "$work/eval.yaml" --out "$work/eval-fp32" --device cuda --device-dtype fp32 \
+    >/dev/null 2>"$work/eval-fp32.log" || { cat "$work/eval-fp32.log"; fail "eval on cuda"; }
+  grep -q "on CUDA device 0 (lethe CPU harness), float32" "$work/eval-fp32.log" ||
+    fail "eval does not say its device"
+  $py - "$work" <<'PY' || fail "eval values differ"
+import json, math, sys
+w = sys.argv[1]
+a, b, c = (json.load(open(f"{w}/nll-{k}.json")) for k in ("cpu", "fp32", "bf16"))
+assert a["n_targets"] == b["n_targets"] and len(a["samples"]) == len(b["samples"]) > 4
+for k, (x, y, z) in enumerate(zip(a["samples"], b["samples"], c["samples"])):
+    assert abs(x["sum_logprob"] - y["sum_logprob"]) <= 1e-5 * abs(x["sum_logprob"]), (k, x, y)
+    assert abs(x["sum_logprob"] - z["sum_logprob"]) <= 2e-2 * abs(x["sum_logprob"]), (k, x, z)
+print(f"  eval --data: {len(a['samples'])} per-sample sums, fp32 within 1e-5, bf16 within 2e-2; "
+      f"mean NLL cpu {a['mean_nll']:.6f} fp32 {b['mean_nll']:.6f} bf16 {c['mean_nll']:.6f}")
+ea, eb = (json.load(open(f"{w}/eval-{k}/eval.json")) for k in ("cpu", "fp32"))
+va, vb = ea["values"]["target"], eb["values"]["target"]
+assert va.keys() == vb.keys() and len(va) >= 10, (len(va), len(vb))
+worst = 0.0
+for key, x in va.items():
+    y = vb[key]
+    if x is None or y is None:
+        assert x is None and y is None, key
+        continue
+    d = abs(x - y) / max(abs(x), 1e-6)
+    worst = max(worst, d)
+    assert d <= 1e-5, f"{key}: cpu {x} vs cuda fp32 {y}"
+print(f"  eval CONFIG: {len(va)} values, worst relative difference {worst:.3g}")
+PY
+  ;;
+bench)
+  "$harness" bench --device cuda --preset s260k --method npo --batch 2 --seq 24 --steps 2 \
+    --warmup 1 --peer none --json >"$work/bench.json" 2>"$work/bench.log" ||
+    { cat "$work/bench.log"; fail "bench --device cuda"; }
+  $py - "$work/bench.json" <<'PY' || fail "bench --device cuda JSON"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["device"] == "cuda" and "lethe CPU harness" in r["device_name"], r["device_name"]
+assert r["tokens_per_step"] == 2 * 2 * 24 and r["tokens_per_s"] > 0 and len(r["step_ms"]) == 2
+split = r["split_ms"]
+for part in ("forward", "classifier_forward", "backward", "classifier_backward", "optimizer"):
+    key = next(k for k in split if k.startswith(part.split("_")[0]) and
+               ("classifier" in k) == ("classifier" in part))
+    assert split[key] > 0, (part, split)
+assert r["mfu"] is None and r["peak_source"] == "datasheet dense bf16", (r["mfu"], r["peak_source"])
+print(f"  bench --device cuda: {r['tokens_per_s']:.0f} tokens/s under the harness, split {split}")
+PY
+  ;;
+devices)
+  write_config "$work/ga.yaml" ga none 1
+  # The real build's cuda runtime on this machine: no GPU (the test is skipped where one exists).
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    echo "skipped: a GPU is present, the no-device path cannot be reached"; exit 77
+  fi
+  status=0
+  "$lethe" unlearn "$work/ga.yaml" out="$work/nodev" --device cuda >"$work/nodev.log" 2>&1 || status=$?
+  cat "$work/nodev.log"
+  [ "$status" != 0 ] || fail "--device cuda without a GPU succeeded"
+  grep -q -- "--device cuda: .*\(cudaGetDeviceCount\|built without the CUDA backend\)" \
+    "$work/nodev.log" || fail "no clear no-device message"
+  [ ! -e "$work/nodev/model.h5" ] || fail "--device cuda without a GPU wrote model.h5"
+  run "$lethe" "$work/ga.yaml" "$work/auto" --device auto
+  grep -q "device auto: not the GPU: .*; running on the CPU" "$work/auto.log" ||
+    fail "--device auto does not say it runs on the CPU"
+  run "$lethe" "$work/ga.yaml" "$work/cpu" --device cpu
+  $py "$work/compare.py" "$work/auto/model.h5" "$work/cpu/model.h5" bits || fail "auto != cpu"
+  status=0
+  "$lethe" unlearn "$work/ga.yaml" out="$work/bad" --device tpu >"$work/bad.log" 2>&1 || status=$?
+  [ "$status" != 0 ] && grep -q "device.name (--device) must be cpu, cuda or auto (got 'tpu')" \
+    "$work/bad.log" || { cat "$work/bad.log"; fail "--device tpu"; }
+  status=0
+  "$harness" unlearn "$work/ga.yaml" out="$work/sgd" --device cuda optim.name=sgd \
+    >"$work/sgd.log" 2>&1 || status=$?
+  [ "$status" != 0 ] && grep -q "optim.name sgd runs on the CPU only" "$work/sgd.log" ||
+    { cat "$work/sgd.log"; fail "sgd on cuda"; }
+  ;;
+*) fail "unknown mode $mode" ;;
+esac
+echo "PASS ($mode)"
