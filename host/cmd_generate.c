@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "generate.h"
 #include "llama.h"
+#include "engine.h"
 #include "llama_q8.h"
 #include "tokenizer.h"
 
@@ -56,9 +57,8 @@ int cmd_generate(int argc, char **argv) {
          "decode like llama2.c runq: int8 weights (recovered exactly from a Q8_0 import) and "
          "int8 activations; the default for a model converted from a Q8_0 export"},
         {"--no-int8-activations", NULL, 1, "decode in fp32, also for a Q8_0 import"},
-        {"--device", "auto", 0,
-         "cpu or auto; decoding runs on the CPU (the cuda backend has no KV-cache decoding "
-         "yet)"},
+        {"--device", "auto", 0, "cpu, cuda or auto (the GPU when there is one)"},
+        {"--device-dtype", "bf16", 0, "cuda: bf16 weights and KV caches, or fp32"},
     };
     const int n = sizeof opts / sizeof opts[0];
     const char *pos[1];
@@ -75,16 +75,8 @@ int cmd_generate(int argc, char **argv) {
         return 0;
     }
     if (rc) return cli_fail("generate", &e);
-    const char *device = cli_get(opts, n, "--device");
-    if (strcmp(device, "cuda") == 0) {
-        err_set(&e, "--device cuda: the cuda backend has no KV-cache decoding yet (docs/cuda.md); "
-                    "generation runs on the CPU: use --device cpu");
-        return cli_fail("generate", &e);
-    }
-    if (strcmp(device, "cpu") && strcmp(device, "auto")) {
-        err_set(&e, "--device %s: give cpu or auto (decoding runs on the CPU)", device);
-        return cli_fail("generate", &e);
-    }
+    const DeviceRequest dev = {cli_get(opts, n, "--device"), cli_get(opts, n, "--device-dtype")};
+    if (engine_check_request(&dev, &e)) return cli_fail("generate", &e);
     const char *model_path = cli_get(opts, n, "--model");
     const char *prompt = cli_get(opts, n, "--prompt");
     long max_new, seed;
@@ -115,15 +107,27 @@ int cmd_generate(int argc, char **argv) {
     LlamaModel m = {0};
     Tokenizer tok = {0};
     LlamaQ8 q8 = {0};
+    Engine *engine = NULL;
     int present = 0, have_q8 = 0;
     int32_t *ids = NULL, *out = NULL;
     rc = 1;
     if (llama_load(&m, r, &e)) goto done;
-    // int8 decoding: asked for, or by default for a Q8_0 import, whose weights are int8 anyway.
+    // int8 decoding: asked for, or by default for a Q8_0 import, whose weights are int8 anyway;
+    // it runs on the CPU only.
     char *source_format = ckpt_reader_provenance(r, "source_format");
     const int from_q8 = source_format && !strcmp(source_format, Q8_0_SOURCE_FORMAT);
     free(source_format);
-    if (int8_asked || (from_q8 && !fp32_asked)) {
+    if (int8_asked && strcmp(dev.name, "cuda") == 0) {
+        err_set(&e, "--int8-activations decodes like llama2.c runq on the CPU only; use --device "
+                    "cpu, or drop --int8-activations to decode on the GPU");
+        goto done;
+    }
+    const DeviceRequest cpu = {"cpu", dev.dtype};
+    if (engine_open(&engine, int8_asked ? &cpu : &dev, &m, NULL, 0, 0, &e)) goto done;
+    if (engine->kind != ENGINE_CPU && from_q8 && !fp32_asked)
+        fprintf(stderr, "%s comes from a llama2.c Q8_0 export: decoding on %s, not like runq "
+                        "(--device cpu for that)\n", model_path, engine->description);
+    if (engine->kind == ENGINE_CPU && (int8_asked || (from_q8 && !fp32_asked))) {
         Err qe = {{0}};
         if (llama_q8_build(&q8, &m, &qe) == 0) {
             have_q8 = 1;
@@ -161,14 +165,15 @@ int cmd_generate(int argc, char **argv) {
     for (int i = 1; i < n_ids; i++) print_piece(&tok, ids[i - 1], ids[i]);
     PrintState ps = {&tok, ids[n_ids - 1]};
     GenerateOptions go = {(int)max_new, (float)temperature, (float)top_p, (uint64_t)seed,
-                          m.cfg.eos_token_id, m.cfg.bos_token_id, have_q8 ? &q8 : NULL};
+                          m.cfg.eos_token_id, m.cfg.bos_token_id, have_q8 ? &q8 : NULL,
+                          engine->ops->decoder(engine)};
     int n_out;
     double t0 = now_seconds();
     if (generate(&m, ids, n_ids, &go, out, &n_out, on_token, &ps, &e)) goto done;
     double dt = now_seconds() - t0;
     printf("\n");
-    fprintf(stderr, "generated %d tokens after a %d-token prompt in %.2f s (%.1f tokens/s)\n",
-            n_out, n_ids, dt, (n_ids + n_out) / (dt > 0 ? dt : 1e-9));
+    fprintf(stderr, "generated %d tokens after a %d-token prompt in %.2f s (%.1f tokens/s) on %s\n",
+            n_out, n_ids, dt, (n_ids + n_out) / (dt > 0 ? dt : 1e-9), engine->description);
     rc = 0;
 done:
     if (rc) cli_fail("generate", &e);
@@ -176,6 +181,7 @@ done:
     free(out);
     if (present) tokenizer_free(&tok);
     llama_q8_free(&q8);
+    engine_close(engine);
     llama_free(&m);
     ckpt_reader_close(r);
     return rc;

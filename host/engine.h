@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "errors.h"
+#include "generate.h"
 #include "llama.h"
 #include "ops.h"
 #include "optim.h"
@@ -38,6 +39,9 @@ typedef struct {
     // engine takes them from the host (after a resume). No-ops on the CPU, which works in place.
     int (*pull)(Engine *g, Err *e);
     int (*push)(Engine *g, Err *e);
+    // The decoder of generate_batch on this engine (GenerateOptions.decoder), or NULL: decode
+    // on the CPU from the host model.
+    GenDecoder *(*decoder)(Engine *g);
     void (*destroy)(Engine *g);
 } EngineOps;
 

@@ -270,7 +270,8 @@ int eval_generate_tokens(EvalCtx *c, int32_t *const *prompts, const int *n_promp
         last[i] = prompts[i][n_prompt[i] - 1];
     }
     GenerateOptions o = {.max_new_tokens = max_new_tokens, .temperature = 0.0f, .top_p = 1.0f,
-                         .seed = 0, .stop_token_a = c->tok->eos_id, .stop_token_b = -1};
+                         .seed = 0, .stop_token_a = c->tok->eos_id, .stop_token_b = -1,
+                         .decoder = c->engine->ops->decoder(c->engine)};
     StopCheck sc = {c->tok, last, stops};
     GenerateStats st = {0};
     if ((rc = generate_batch(c->model, reqs, n, c->gen_batch, &o, stop_on_strings, &sc, &st, e)))

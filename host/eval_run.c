@@ -530,9 +530,6 @@ static int eval_one_model(EvalRun *run, const ModelSpec *spec, EvalResult *r, do
                  .max_new_tokens = run->cfg.max_new_tokens, .tmpl = run->cfg.tmpl};
     const EvalConfig *cfg = &run->cfg;
     fprintf(stderr, "eval: %s (%s) on %s\n", spec->name, spec->path, engine->description);
-    if (engine->kind != ENGINE_CPU)
-        fprintf(stderr, "  scoring runs on the device; generation (ROUGE, VerbMem, KnowMem) "
-                        "decodes on the CPU: the cuda backend has no KV-cache decoding yet\n");
     for (int s = 0; s < TOFU_SETS; s++) {
         if (!run->tofu[s].n) continue;
         TofuRole role = s == TOFU_SET_FORGET   ? TOFU_FORGET

@@ -154,6 +154,7 @@ int generate_batch(const LlamaModel *m, GenerateRequest *reqs, int n, int max_ba
     int32_t *row_token = NULL;
     uint8_t *row_want = NULL;
     int *row_slot = NULL;
+    int32_t *row_pos = NULL;
     float *logits = NULL;
     ProbIndex *work = NULL;
     DecodeScratch scratch = {0};
@@ -165,18 +166,31 @@ int generate_batch(const LlamaModel *m, GenerateRequest *reqs, int n, int max_ba
     row_token = malloc((size_t)max_rows * sizeof *row_token);
     row_want = malloc((size_t)max_rows);
     row_slot = malloc((size_t)max_rows * sizeof *row_slot);
+    row_pos = malloc((size_t)max_rows * sizeof *row_pos);
     logits = malloc((size_t)n_slots * (size_t)V * sizeof(float));
     work = malloc((size_t)V * sizeof *work);
-    if (!slots || !caches || !row_cache || !row_token || !row_want || !row_slot || !logits ||
-        !work) {
+    if (!slots || !caches || !row_cache || !row_token || !row_want || !row_slot || !row_pos ||
+        !logits || !work) {
         rc = err_set(e, "out of memory for a generation batch of %d", n_slots);
         goto done;
     }
+    if (o->decoder && o->q8) {
+        rc = err_set(e, "int8 decoding (q8) runs on the CPU only");
+        goto done;
+    }
+    // With an external decoder the caches here only count positions (k, v stay NULL).
     for (int s = 0; s < n_slots; s++) {
         slots[s].req = -1;
-        if ((rc = kvcache_init(&caches[s], m, need, e))) goto done;
+        if (o->decoder)
+            caches[s].capacity = need;
+        else if ((rc = kvcache_init(&caches[s], m, need, e)))
+            goto done;
     }
-    if ((rc = decode_scratch_init(&scratch, m, max_rows, e))) goto done;
+    if (o->decoder)
+        rc = o->decoder->reserve(o->decoder, n_slots, need, max_rows, e);
+    else
+        rc = decode_scratch_init(&scratch, m, max_rows, e);
+    if (rc) goto done;
 
     int next = 0, running = 0;
     for (;;) {
@@ -216,10 +230,23 @@ int generate_batch(const LlamaModel *m, GenerateRequest *reqs, int n, int max_ba
             }
             st.prompt_tokens += k;
         }
-        rc = o->q8 ? llama_q8_decode_batch(m, o->q8, row_cache, row_token, row_want, rows,
-                                           logits, e)
-                   : llama_decode_batch(m, row_cache, row_token, row_want, rows, logits, &scratch,
-                                        e);
+        if (o->decoder) {
+            // Positions as llama_decode_batch takes them: each row its cache's next free one.
+            for (int r = 0; r < rows; r++) {
+                row_pos[r] = row_cache[r]->length++;
+                if (row_pos[r] >= row_cache[r]->capacity) {
+                    rc = err_set(e, "row %d: the sequence reached %d positions, its cache's "
+                                    "capacity", r, row_cache[r]->capacity);
+                    goto done;
+                }
+            }
+            rc = o->decoder->decode(o->decoder, row_slot, row_pos, row_token, row_want, rows,
+                                    logits, e);
+        } else if (o->q8) {
+            rc = llama_q8_decode_batch(m, o->q8, row_cache, row_token, row_want, rows, logits, e);
+        } else {
+            rc = llama_decode_batch(m, row_cache, row_token, row_want, rows, logits, &scratch, e);
+        }
         if (rc) goto done;
         st.steps++;
         st.rows += rows;
@@ -246,6 +273,7 @@ done:
     free(row_token);
     free(row_want);
     free(row_slot);
+    free(row_pos);
     free(logits);
     free(work);
     if (stats) {

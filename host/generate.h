@@ -9,6 +9,17 @@
 #include "llama.h"
 #include "llama_q8.h"
 
+// A decoder that keeps its KV caches elsewhere (the cuda engine's device caches): `reserve`
+// prepares n_slots caches of `capacity` positions and steps of up to max_rows rows; `decode`
+// runs one step as llama_decode_batch, row r feeding tokens[r] to slot slot[r] at position
+// pos[r], and writes float32 logits of the wanted rows (want NULL: all) in row order.
+typedef struct GenDecoder GenDecoder;
+struct GenDecoder {
+    int (*reserve)(GenDecoder *d, int n_slots, int capacity, int max_rows, Err *e);
+    int (*decode)(GenDecoder *d, const int32_t *slot, const int32_t *pos, const int32_t *tokens,
+                  const uint8_t *want, int n, float *logits, Err *e);
+};
+
 typedef struct {
     int max_new_tokens;
     float temperature; // 0: greedy (argmax, lowest id on ties)
@@ -16,6 +27,7 @@ typedef struct {
     uint64_t seed;
     int stop_token_a, stop_token_b; // generation stops at either, not emitted (-1: none)
     const LlamaQ8 *q8; // NULL: fp32; else int8 weights and activations like llama2.c runq
+    GenDecoder *decoder; // NULL: llama_decode_batch on the CPU; else this (q8 must be NULL)
 } GenerateOptions;
 
 // Why a request stopped.

@@ -255,6 +255,31 @@ int cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, cons
                             const int64_t *offsets, int n_samples, size_t N, int H, int KV,
                             int hd, LetheDtype dtype, LetheStream stream);
 
+// ---- CUDA twins: decoding over a KV cache ----------------------------------------------------
+// kernels/cuda/decode.cu (and the logits product in matmul.cu). Index arrays are in DEVICE memory.
+// RoPE in place on x (N, n_heads, hd) where row t is at absolute position pos[t] (int32, N
+// entries): rope_forward_at applied to each row, with rope_forward's rounding of the angles.
+int cuda_rope_forward_at(void *x, const int32_t *pos, size_t N, int n_heads, int hd, float theta,
+                         LetheDtype dtype, LetheStream stream);
+// dst[dst_row[r]] = src[r] for r < n: rows of `width` elements of dtype, copied bit for bit
+// (dst_row: int64, distinct rows; other rows of dst untouched). Appends K/V rows to a cache.
+int cuda_rows_scatter(void *dst, const int64_t *dst_row, const void *src, size_t n, int width,
+                      LetheDtype dtype, LetheStream stream);
+// Decoding attention: query row r (q: (n, H, hd)) attends to the len[r] cached positions whose
+// keys/values are rows cache_row[r], cache_row[r] + 1, ..., cache_row[r] + len[r] - 1 of k and v
+// (rows of KV * hd elements). Head h uses kv head h / (H / KV) (grouped-query), scale 1/sqrt(hd),
+// softmax in float32; out (n, H, hd). attention_decode applied to each row. cache_row (int64)
+// and len (int32, >= 1) hold n entries. 1 <= hd <= 128, H a multiple of KV. No atomics: the
+// same inputs give the same bits.
+int cuda_attention_decode(void *out, const void *q, const void *k, const void *v,
+                          const int64_t *cache_row, const int32_t *len, size_t n, int H, int KV,
+                          int hd, LetheDtype dtype, LetheStream stream);
+// out (N, OC) float32 = inp (N, C) @ w (OC, C)^T with inp and w of dtype, fp32 accumulation
+// (cublasGemmEx with a float32 C): logits for sampling, without a bf16 rounding of the result.
+// Handle and errors as cuda_matmul_forward.
+int cuda_matmul_forward_f32out(float *out, const void *inp, const void *w, size_t N, int C,
+                               int OC, LetheDtype dtype, void *cublas, LetheStream stream);
+
 #ifdef __cplusplus
 }
 #endif

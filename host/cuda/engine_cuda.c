@@ -3,6 +3,7 @@
 #include "engine_cuda.h"
 
 #include <cuda_runtime_api.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "llama_cuda.h"
 
 typedef struct {
+    GenDecoder decoder; // first: the decoder's callbacks get the engine back by a cast
     Engine base;
     LlamaCuda *model, *ref;
     LlamaCudaBuffers buf;
@@ -18,8 +20,12 @@ typedef struct {
     double *norm;            // (1) the last grad_norm, read by the update's clipping
 } CudaEngine;
 
-static CudaEngine *cu(Engine *g) { return (CudaEngine *)g; }
-static const CudaEngine *cu_c(const Engine *g) { return (const CudaEngine *)g; }
+static CudaEngine *cu(Engine *g) {
+    return (CudaEngine *)((char *)g - offsetof(CudaEngine, base));
+}
+static const CudaEngine *cu_c(const Engine *g) {
+    return (const CudaEngine *)((const char *)g - offsetof(CudaEngine, base));
+}
 
 static int cuda_call_failed(Err *e, const char *call, int rc) {
     const cudaError_t err = (cudaError_t)rc;
@@ -140,6 +146,17 @@ static int e_push(Engine *g, Err *e) {
     return 0;
 }
 
+static int dec_reserve(GenDecoder *dec, int n_slots, int capacity, int max_rows, Err *e) {
+    return llama_cuda_decode_reserve(((CudaEngine *)dec)->model, n_slots, capacity, max_rows, e);
+}
+
+static int dec_decode(GenDecoder *dec, const int32_t *slot, const int32_t *pos,
+                      const int32_t *tokens, const uint8_t *want, int n, float *logits, Err *e) {
+    return llama_cuda_decode(((CudaEngine *)dec)->model, slot, pos, tokens, want, n, logits, e);
+}
+
+static GenDecoder *e_decoder(Engine *g) { return &cu(g)->decoder; }
+
 static void e_destroy(Engine *g) {
     CudaEngine *c = cu(g);
     llama_cuda_free(c->model);
@@ -155,7 +172,7 @@ static const EngineOps cuda_ops = {e_forward,       e_forward_kl,     e_n_target
                                    e_target_sample, e_target_logprob, e_target_stats,
                                    e_backward,      e_zero_grads,     e_grad_norm,
                                    e_step,          e_pull,           e_push,
-                                   e_destroy};
+                                   e_decoder,       e_destroy};
 
 static int alloc_state(CudaEngine *c, size_t n, Err *e) {
     size_t free_b = 0, total_b = 0;
@@ -200,6 +217,7 @@ int engine_cuda_open(Engine **out, LlamaModel *model, Optimizer *opt, int with_r
     CudaEngine *c = calloc(1, sizeof *c);
     if (!c) return err_set(e, "out of memory");
     c->base = (Engine){&cuda_ops, ENGINE_CUDA, "", model, opt, seed};
+    c->decoder = (GenDecoder){dec_reserve, dec_decode};
     if (llama_cuda_create(&c->model, model, dtype, e) ||
         (with_ref && llama_cuda_create_frozen(&c->ref, model, dtype, e)) ||
         (opt && alloc_state(c, model->n_params, e))) {

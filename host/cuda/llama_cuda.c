@@ -81,8 +81,27 @@ typedef struct {
     int64_t *offsets;          // (n_samples + 1)
 } DeviceActs;
 
+// KV caches and the row buffers of decoding (llama_cuda_decode), one allocation.
+typedef struct {
+    void *base;
+    int n_slots, capacity, max_rows;
+    void *kcache, *vcache;               // (L, n_slots, capacity, KV * hd)
+    void *r0, *rmid, *ln, *tmp, *lnf;    // (rows, D)
+    void *q, *att;                       // (rows, H * hd)
+    void *k, *v;                         // (rows, KV * hd)
+    void *gate, *up, *hmul;              // (rows, F)
+    float *rstd;                         // (rows)
+    float *logits;                       // (rows, V) float32
+    int32_t *tokens, *pos, *len, *want;  // (rows)
+    int64_t *dst_row, *start_row;        // (rows) cache rows: where each row's K/V goes, and
+                                         // where its slot starts
+    int32_t *h_len, *h_want;             // host staging (rows)
+    int64_t *h_dst_row, *h_start_row;
+} DecodeBuffers;
+
 struct LlamaCuda {
     ModelConfig cfg;
+    DecodeBuffers dec;
     LetheDtype dtype;
     size_t es; // bytes of one dtype element
     size_t n_params;
@@ -283,10 +302,20 @@ static void acts_release(DeviceActs *a) {
     memset(a, 0, sizeof *a);
 }
 
+static void decode_release(DecodeBuffers *b) {
+    cudaFree(b->base);
+    free(b->h_len);
+    free(b->h_want);
+    free(b->h_dst_row);
+    free(b->h_start_row);
+    memset(b, 0, sizeof *b);
+}
+
 void llama_cuda_free(LlamaCuda *d) {
     if (!d) return;
     if (d->stream) cudaStreamSynchronize(d->stream);
     acts_release(&d->a);
+    decode_release(&d->dec);
     cudaFree(d->params);
     cudaFree(d->params16);
     cudaFree(d->grads);
@@ -792,4 +821,163 @@ int llama_cuda_download_params(const LlamaCuda *d, float *params, Err *e) {
 LlamaCudaBuffers llama_cuda_buffers(const LlamaCuda *d) {
     return (LlamaCudaBuffers){d->n_params, d->dtype, d->params, d->params16, d->grads,
                               d->stream, d->cublas};
+}
+
+// ---- decoding over device KV caches ------------------------------------------------------------
+
+// Lays out (or, with base NULL, sizes) the decoding buffers.
+static size_t carve_decode(DecodeBuffers *b, const ModelConfig *c, int n_slots, int capacity,
+                           int rows, LetheDtype dtype, char *base) {
+    const size_t es = dtype == LETHE_F32 ? sizeof(float) : sizeof(uint16_t);
+    const size_t D = c->hidden_size, F = c->intermediate_size, R = (size_t)rows;
+    const size_t Q = (size_t)c->num_attention_heads * c->head_dim;
+    const size_t KVD = (size_t)c->num_key_value_heads * c->head_dim;
+    const size_t cache = (size_t)c->num_hidden_layers * n_slots * (size_t)capacity * KVD * es;
+    Carver cv = {base, 0};
+#define CARVE(ptr, bytes)                    \
+    do {                                     \
+        void *carved_ = carve(&cv, (bytes)); \
+        if (cv.base) (ptr) = carved_;        \
+    } while (0)
+    CARVE(b->kcache, cache);
+    CARVE(b->vcache, cache);
+    CARVE(b->r0, R * D * es);
+    CARVE(b->rmid, R * D * es);
+    CARVE(b->ln, R * D * es);
+    CARVE(b->tmp, R * D * es);
+    CARVE(b->lnf, R * D * es);
+    CARVE(b->q, R * Q * es);
+    CARVE(b->att, R * Q * es);
+    CARVE(b->k, R * KVD * es);
+    CARVE(b->v, R * KVD * es);
+    CARVE(b->gate, R * F * es);
+    CARVE(b->up, R * F * es);
+    CARVE(b->hmul, R * F * es);
+    CARVE(b->rstd, R * sizeof(float));
+    CARVE(b->logits, R * (size_t)c->vocab_size * sizeof(float));
+    CARVE(b->tokens, R * sizeof(int32_t));
+    CARVE(b->pos, R * sizeof(int32_t));
+    CARVE(b->len, R * sizeof(int32_t));
+    CARVE(b->want, R * sizeof(int32_t));
+    CARVE(b->dst_row, R * sizeof(int64_t));
+    CARVE(b->start_row, R * sizeof(int64_t));
+#undef CARVE
+    return cv.at;
+}
+
+int llama_cuda_decode_reserve(LlamaCuda *d, int n_slots, int capacity, int max_rows, Err *e) {
+    DecodeBuffers *b = &d->dec;
+    if (n_slots < 1 || capacity < 1 || max_rows < 1 ||
+        capacity > d->cfg.max_position_embeddings)
+        return err_set(e, "llama_cuda_decode_reserve: %d slots of %d positions, %d rows", n_slots,
+                       capacity, max_rows);
+    if (b->base && n_slots <= b->n_slots && capacity <= b->capacity && max_rows <= b->max_rows)
+        return 0;
+    CUDA_TRY(e, cudaStreamSynchronize(d->stream));
+    decode_release(b);
+    const size_t bytes = carve_decode(b, &d->cfg, n_slots, capacity, max_rows, d->dtype, NULL);
+    char what[192];
+    snprintf(what, sizeof what, "the %s KV caches of %d sequences of %d positions", 
+             dtype_label(d->dtype), n_slots, capacity);
+    const char *hint = "decode fewer sequences together (generation.batch) or fewer new tokens";
+    if (check_fits(d, bytes, what, hint, e) || device_alloc(d, &b->base, bytes, what, hint, e))
+        return -1;
+    carve_decode(b, &d->cfg, n_slots, capacity, max_rows, d->dtype, b->base);
+    b->h_len = malloc((size_t)max_rows * sizeof *b->h_len);
+    b->h_want = malloc((size_t)max_rows * sizeof *b->h_want);
+    b->h_dst_row = malloc((size_t)max_rows * sizeof *b->h_dst_row);
+    b->h_start_row = malloc((size_t)max_rows * sizeof *b->h_start_row);
+    if (!b->h_len || !b->h_want || !b->h_dst_row || !b->h_start_row) {
+        decode_release(b);
+        return err_set(e, "out of host memory for %d decoding rows", max_rows);
+    }
+    b->n_slots = n_slots;
+    b->capacity = capacity;
+    b->max_rows = max_rows;
+    return 0;
+}
+
+int llama_cuda_decode(LlamaCuda *d, const int32_t *slot, const int32_t *pos, const int32_t *tokens,
+                      const uint8_t *want, int n, float *logits, Err *e) {
+    DecodeBuffers *b = &d->dec;
+    const ModelConfig *c = &d->cfg;
+    if (!b->base) return err_set(e, "llama_cuda_decode: no llama_cuda_decode_reserve");
+    if (n < 1 || n > b->max_rows)
+        return err_set(e, "a decoding step of %d rows; the buffers hold 1 to %d", n, b->max_rows);
+    int M = 0;
+    for (int r = 0; r < n; r++) {
+        if (tokens[r] < 0 || tokens[r] >= c->vocab_size)
+            return err_set(e, "row %d: token id %d is not below vocab_size %d", r, tokens[r],
+                           c->vocab_size);
+        if (slot[r] < 0 || slot[r] >= b->n_slots || pos[r] < 0 || pos[r] >= b->capacity)
+            return err_set(e, "row %d: slot %d position %d outside the %d caches of %d positions",
+                           r, slot[r], pos[r], b->n_slots, b->capacity);
+        b->h_start_row[r] = (int64_t)slot[r] * b->capacity;
+        b->h_dst_row[r] = b->h_start_row[r] + pos[r];
+        b->h_len[r] = pos[r] + 1;
+        if (!want || want[r]) b->h_want[M++] = r;
+    }
+    const int L = c->num_hidden_layers, H = c->num_attention_heads, KV = c->num_key_value_heads;
+    const int hd = c->head_dim, D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+    const int Q = H * hd, KVD = KV * hd;
+    const size_t N = (size_t)n, es = d->es;
+    const size_t layer_cache = (size_t)b->n_slots * b->capacity * KVD * es;
+    const LetheDtype dt = d->dtype;
+    cudaStream_t st = d->stream;
+    if (upload(d, b->tokens, tokens, N * sizeof(int32_t), e) ||
+        upload(d, b->pos, pos, N * sizeof(int32_t), e) ||
+        upload(d, b->len, b->h_len, N * sizeof(int32_t), e) ||
+        upload(d, b->want, b->h_want, (size_t)M * sizeof(int32_t), e) ||
+        upload(d, b->dst_row, b->h_dst_row, N * sizeof(int64_t), e) ||
+        upload(d, b->start_row, b->h_start_row, N * sizeof(int64_t), e))
+        return -1;
+
+    // As forward_trunk, row by row over the caches: every row's K/V goes into its cache before
+    // the attention, so a prompt's rows (consecutive positions of one slot) see each other.
+    CUDA_TRY(e, cuda_embedding_forward(b->r0, b->tokens, weight_at(d, d->embed), N, D, dt, st));
+    const void *na = b->r0, *nb = NULL;
+    for (int l = 0; l < L; l++) {
+        const LayerOffsets *o = &d->layers[l];
+        char *kc = (char *)b->kcache + (size_t)l * layer_cache;
+        char *vc = (char *)b->vcache + (size_t)l * layer_cache;
+        CUDA_TRY(e, cuda_rmsnorm_forward(b->ln, b->rstd, b->r0, na, nb, weight_at(d, o->ln1), N,
+                                         D, c->rms_norm_eps, dt, st));
+        CUDA_TRY(e, cuda_matmul_forward(b->q, b->ln, weight_at(d, o->wq), opt_weight_at(d, o->bq),
+                                        N, D, Q, dt, d->cublas, st));
+        CUDA_TRY(e, cuda_matmul_forward(b->k, b->ln, weight_at(d, o->wk), opt_weight_at(d, o->bk),
+                                        N, D, KVD, dt, d->cublas, st));
+        CUDA_TRY(e, cuda_matmul_forward(b->v, b->ln, weight_at(d, o->wv), opt_weight_at(d, o->bv),
+                                        N, D, KVD, dt, d->cublas, st));
+        CUDA_TRY(e, cuda_rope_forward_at(b->q, b->pos, N, H, hd, c->rope_theta, dt, st));
+        CUDA_TRY(e, cuda_rope_forward_at(b->k, b->pos, N, KV, hd, c->rope_theta, dt, st));
+        CUDA_TRY(e, cuda_rows_scatter(kc, b->dst_row, b->k, N, KVD, dt, st));
+        CUDA_TRY(e, cuda_rows_scatter(vc, b->dst_row, b->v, N, KVD, dt, st));
+        CUDA_TRY(e, cuda_attention_decode(b->att, b->q, kc, vc, b->start_row, b->len, N, H, KV,
+                                          hd, dt, st));
+        CUDA_TRY(e, cuda_matmul_forward(b->tmp, b->att, weight_at(d, o->wo), NULL, N, Q, D, dt,
+                                        d->cublas, st));
+        CUDA_TRY(e, cuda_rmsnorm_forward(b->ln, b->rstd, b->rmid, b->r0, b->tmp,
+                                         weight_at(d, o->ln2), N, D, c->rms_norm_eps, dt, st));
+        CUDA_TRY(e, cuda_matmul_forward(b->gate, b->ln, weight_at(d, o->wgate), NULL, N, D, F, dt,
+                                        d->cublas, st));
+        CUDA_TRY(e, cuda_matmul_forward(b->up, b->ln, weight_at(d, o->wup), NULL, N, D, F, dt,
+                                        d->cublas, st));
+        CUDA_TRY(e, cuda_swiglu_forward(b->hmul, b->gate, b->up, N * (size_t)F, dt, st));
+        CUDA_TRY(e, cuda_matmul_forward(b->tmp, b->hmul, weight_at(d, o->wdown), NULL, N, F, D,
+                                        dt, d->cublas, st));
+        na = b->rmid; // the next norm's input: rmid + down-proj
+        nb = b->tmp;
+    }
+    // The head on the wanted rows only, with float32 logits for the sampler.
+    CUDA_TRY(e, cuda_rmsnorm_forward(b->lnf, b->rstd, b->r0, na, nb, weight_at(d, d->norm), N, D,
+                                     c->rms_norm_eps, dt, st));
+    if (M > 0) {
+        CUDA_TRY(e, cuda_embedding_forward(b->ln, b->want, b->lnf, (size_t)M, D, dt, st));
+        CUDA_TRY(e, cuda_matmul_forward_f32out(b->logits, b->ln, weight_at(d, d->lm_head),
+                                               (size_t)M, D, V, dt, d->cublas, st));
+        CUDA_TRY(e, cudaMemcpyAsync(logits, b->logits, (size_t)M * V * sizeof(float),
+                                    cudaMemcpyDeviceToHost, st));
+    }
+    CUDA_TRY(e, cudaStreamSynchronize(st));
+    return 0;
 }

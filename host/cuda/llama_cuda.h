@@ -64,6 +64,16 @@ size_t llama_cuda_n_targets(const LlamaCuda *d);
 const int32_t *llama_cuda_target_sample(const LlamaCuda *d);
 const float *llama_cuda_target_logprob(const LlamaCuda *d);
 
+// Decoding over device KV caches: n_slots sequences of `capacity` positions (<= the model's
+// context), steps of at most max_rows rows. Reallocates only to grow.
+int llama_cuda_decode_reserve(LlamaCuda *d, int n_slots, int capacity, int max_rows, Err *e);
+// One step of n rows, as llama_decode_batch: row r feeds tokens[r] to slot slot[r]'s cache at
+// position pos[r] (a slot's rows in a step take its next free positions, in row order; the
+// caller keeps the lengths). float32 logits (n_wanted, V) of the rows with want[r] != 0 (want
+// NULL: every row), in row order.
+int llama_cuda_decode(LlamaCuda *d, const int32_t *slot, const int32_t *pos, const int32_t *tokens,
+                      const uint8_t *want, int n, float *logits, Err *e);
+
 // The device buffers, for an optimizer running on the device (cuda_adamw_update): all work of a
 // LlamaCuda is queued on its stream (a cudaStream_t) and cuBLAS handle (a cublasHandle_t).
 typedef struct {

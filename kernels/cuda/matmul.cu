@@ -156,3 +156,21 @@ extern "C" int cuda_matmul_backward(void *dinp, float *dw, float *dbias, const v
     }
     return 0;
 }
+
+// out^T (OC x N, float32) = op_T(w as C x OC) * op_N(inp as C x N), as cuda_matmul_forward
+// without the bias: the logits of a sampling step keep cuBLAS's fp32 accumulator unrounded.
+extern "C" int cuda_matmul_forward_f32out(float *out, const void *inp, const void *w, size_t N,
+                                          int C, int OC, LetheDtype dtype, void *cublas,
+                                          LetheStream stream) {
+    if (N == 0) return 0;
+    if (!shapes_fit_int(N, C, OC)) return (int)cudaErrorInvalidValue;
+    cublasHandle_t handle = static_cast<cublasHandle_t>(cublas);
+    const int rc = prepare_handle(handle, stream);
+    if (rc != 0) return rc;
+    const float alpha = 1.0f, beta = 0.0f;
+    const cudaDataType t = data_type(dtype);
+    LETHE_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, OC, (int)N, C, &alpha, w, t,
+                                    C, inp, t, C, &beta, out, CUDA_R_32F, OC, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT));
+    return 0;
+}

@@ -1,28 +1,30 @@
 #!/usr/bin/env bash
-# The whole `--device cuda` path of `lethe unlearn`/`finetune`, run on the CPU by
-# lethe-cuda-harness (the same host code and .cu sources built against the CPU execution
-# harness), against `lethe --device cpu` on the real stories260K model.
+# The whole `--device cuda` path of `lethe unlearn`, `finetune`, `eval`, `generate` and `bench`,
+# run on the CPU by lethe-cuda-harness (the same host code and .cu sources built against the CPU
+# execution harness), against `lethe --device cpu` on the real stories260K model.
 #   methods      one update step of every method (ga, graddiff, npo, simnpo with the NLL retain
-#                term, npo with the KL retain term (2 steps), finetune): fp32 mode gives every tensor within
-#                1e-5 relative of the CPU's, every tensor's update (a linear function of its
-#                gradient here, see write_config) within 5e-4 relative (norm weights, whose
-#                gradients are sums that cancel, reach 1.2e-4) with cosine >= 0.99999,
-#                and the step's losses and gradient norm within 1e-5; bf16 mode (bf16 weights and
-#                activations, fp32 master weights and moments) tensors within 1e-2 with cosine
+#                term, npo with the KL retain term (2 steps), finetune). fp32 mode: every tensor
+#                within 1e-5 relative of the CPU's; every tensor's update (a linear function of
+#                its gradient here, see write_config) within 5e-4 relative (norm weights, whose
+#                gradients are sums that cancel, reach 1.2e-4) with cosine >= 0.99999; the
+#                step's losses and gradient norm within 1e-5. bf16 mode (bf16 weights and
+#                activations, fp32 master weights and moments): tensors within 1e-2 with cosine
 #                >= 0.999, updates within 0.1 with cosine >= 0.995 (gradients through five
 #                blocks of bf16 activations; measured worst 0.07 and 0.9977), losses and norm
-#                within 2e-2.
-#                Each run logs the device it ran on.
+#                within 2e-2. Each run logs the device it ran on.
 #   determinism  two bf16 runs of 3 steps give bit-identical model.h5 tensors and metrics.
 #   resume       a bf16 run stopped by SIGTERM after its first step (status 75, state saved) and
 #                resumed gives the uninterrupted run's bits (the bf16 weights are re-rounded with
 #                the last update's stream).
 #   eval         `lethe eval --data` per-sample sums (fp32 within 1e-5, bf16 2e-2) and a TOFU/MUSE
-#                `lethe eval CONFIG` (every value within 1e-5 in fp32) on the device vs the CPU.
+#                `lethe eval CONFIG` (scores and batched generations with stop strings on the
+#                device; every value within 1e-5 in fp32) vs the CPU.
+#   generate     greedy decoding over device KV caches (fp32) prints the CPU's text; bf16
+#                seeded sampling gives the same text twice.
 #   bench        `lethe bench --device cuda` runs the device step: JSON device, split, no MFU
 #                for an unnamed GPU.
-#   devices      `lethe --device cuda` without a GPU fails with a clear message, writing nothing;
-#                `--device auto` says it falls back to the CPU and gives the CPU's bits.
+#   devices      `lethe --device cuda` without a GPU fails with a clear message and writes no
+#                model; `--device auto` says it falls back to the CPU and gives the CPU's bits.
 # usage: test_cuda_path.sh LETHE LETHE_CUDA_HARNESS MODELS_DIR WORKDIR MODE
 # Python: Debian's /usr/bin/python3 with h5py and numpy.
 set -euo pipefail
@@ -276,6 +278,30 @@ for key, x in va.items():
     assert d <= 1e-5, f"{key}: cpu {x} vs cuda fp32 {y}"
 print(f"  eval CONFIG: {len(va)} values, worst relative difference {worst:.3g}")
 PY
+  ;;
+generate)
+  # Greedy decoding over the device KV caches (fp32) gives the CPU's text; bf16 decodes and
+  # seeded sampling on the device repeats itself bit for bit.
+  prompt="Once upon a time, there was a little girl"
+  "$lethe" generate --model "$m" --prompt "$prompt" --max-new-tokens 80 --device cpu \
+    >"$work/gen-cpu.txt" 2>"$work/gen-cpu.log" || { cat "$work/gen-cpu.log"; fail "generate cpu"; }
+  "$harness" generate --model "$m" --prompt "$prompt" --max-new-tokens 80 --device cuda \
+    --device-dtype fp32 >"$work/gen-fp32.txt" 2>"$work/gen-fp32.log" ||
+    { cat "$work/gen-fp32.log"; fail "generate cuda fp32"; }
+  grep -q "on CUDA device 0 (lethe CPU harness), float32" "$work/gen-fp32.log" ||
+    fail "generate does not say its device"
+  grep -q "generated 80 tokens" "$work/gen-fp32.log" || { cat "$work/gen-fp32.log"; fail "80 tokens"; }
+  cmp "$work/gen-cpu.txt" "$work/gen-fp32.txt" ||
+    { diff "$work/gen-cpu.txt" "$work/gen-fp32.txt"; fail "greedy text differs (fp32)"; }
+  echo "  greedy fp32 on the device = CPU: $(head -c 120 "$work/gen-cpu.txt")..."
+  for k in 1 2; do
+    "$harness" generate --model "$m" --prompt "$prompt" --max-new-tokens 40 --device cuda \
+      --temperature 1 --top-p 0.9 --seed 5 >"$work/gen-bf16-$k.txt" 2>"$work/gen-bf16-$k.log" ||
+      { cat "$work/gen-bf16-$k.log"; fail "generate cuda bf16"; }
+  done
+  cmp "$work/gen-bf16-1.txt" "$work/gen-bf16-2.txt" || fail "bf16 sampling differs between runs"
+  [ "$(wc -c <"$work/gen-bf16-1.txt")" -gt "${#prompt}" ] || fail "bf16 generated nothing"
+  echo "  bf16 sampled twice, identical: $(head -c 120 "$work/gen-bf16-1.txt")..."
   ;;
 bench)
   "$harness" bench --device cuda --preset s260k --method npo --batch 2 --seq 24 --steps 2 \

@@ -144,7 +144,7 @@ static int run_nocache(Requests *q, const GenerateOptions *o, GenerateStopFn fn,
 
 static GenerateOptions greedy_options(int max_new) {
     return (GenerateOptions){max_new, 0.0f, 1.0f, 0, g_model.cfg.eos_token_id,
-                             g_model.cfg.bos_token_id, NULL};
+                             g_model.cfg.bos_token_id, NULL, NULL};
 }
 
 static float max_abs_diff(const float *a, const float *b, int n) {
@@ -406,7 +406,7 @@ static int test_rows_and_batch_size(void) {
 static int test_sampled_per_request(void) {
     const int max_new = 64;
     GenerateOptions o = {max_new, 0.8f, 0.9f, 1234, g_model.cfg.eos_token_id,
-                         g_model.cfg.bos_token_id, NULL};
+                         g_model.cfg.bos_token_id, NULL, NULL};
     // Requests 0 and 1 share a prompt: their streams must still differ.
     int order[N_PROMPTS + 1];
     order[0] = 0;
