@@ -17,7 +17,8 @@
 #include "model_yaml.h"
 #include "strbuf.h"
 
-static const char *const k_methods[] = {"ga", "graddiff", "npo", "simnpo", "finetune"};
+static const char *const k_methods[] = {"ga",  "graddiff", "npo",     "simnpo",
+                                        "wga", "satimp",   "finetune"};
 static const int k_sgemm_sizes[] = {1024, 1536, 2048};
 #define N_SGEMM_SIZES (int)(sizeof k_sgemm_sizes / sizeof k_sgemm_sizes[0])
 
@@ -373,7 +374,7 @@ int cmd_bench(int argc, char **argv) {
         {"--preset", NULL, 0,
          "model preset: a name of configs/models/ or a YAML path (default s260k)"},
         {"--model", NULL, 0, "a checkpoint .h5 instead of a preset (its weights are the start)"},
-        {"--method", "npo", 0, "ga, graddiff, npo, simnpo or finetune"},
+        {"--method", "npo", 0, "ga, graddiff, npo, simnpo, wga, satimp or finetune"},
         {"--batch", "8", 0, "B: samples per step (one forget and one retain micro-batch)"},
         {"--seq", "256", 0, "T: tokens per sample"},
         {"--steps", "10", 0, "timed steps (1 to 1024)"},
@@ -427,7 +428,8 @@ int cmd_bench(int argc, char **argv) {
         return cli_fail("bench", &e);
     }
     if (!is_method(r.method)) {
-        err_set(&e, "--method %s is not a method (one of: ga, graddiff, npo, simnpo, finetune)",
+        err_set(&e, "--method %s is not a method (one of: ga, graddiff, npo, simnpo, wga, satimp, "
+                    "finetune)",
                 r.method);
         return cli_fail("bench", &e);
     }
@@ -477,7 +479,7 @@ int cmd_bench(int argc, char **argv) {
             ? "the step is `lethe finetune`'s (train_run): NLL of one batch, backward, global-norm "
               "clip 1.0, AdamW lr 1e-5, on random tokens"
             : "the step is `lethe unlearn`'s (train_run): forget batch with the method's objective "
-              "weights (and a retain batch for graddiff/npo/simnpo), backward, global-norm clip "
+              "weights (and a retain batch for every method but ga), backward, global-norm clip "
               "1.0, AdamW lr 1e-5, on random tokens";
     if (strcmp(r.method, "npo") == 0)
         r.notes[r.n_notes++] =

@@ -20,12 +20,15 @@ static void usage(const char *command) {
                "batch paired with a retain batch; writes OUT/model.h5, OUT/metrics.jsonl,\n"
                "OUT/config.yaml and OUT/state/.\n\nmethods (method.name):\n");
         for (const Method *const *m = method_all(); *m; m++)
-            if ((*m)->forget)
-                printf("  %-9s %s\n            defaults: beta %g, alpha %g, gamma %g, delta %g, "
-                       "retain_loss %s\n",
+            if (method_unlearns(*m)) {
+                printf("  %-9s %s\n            defaults: beta %g, alpha %g, gamma %g, delta %g, ",
                        (*m)->name, (*m)->summary, (*m)->beta, (*m)->alpha, (*m)->gamma,
-                       (*m)->delta,
-                       (*m)->retain == RETAIN_KL ? "kl" : (*m)->retain == RETAIN_NLL ? "nll" : "none");
+                       (*m)->delta);
+                if ((*m)->beta2 != 0) printf("beta2 %g, ", (*m)->beta2);
+                printf("retain_loss %s\n", (*m)->retain == RETAIN_KL    ? "kl"
+                                           : (*m)->retain == RETAIN_NLL ? "nll"
+                                                                        : "none");
+            }
         printf("  the retain term R is NLL(retain batch) (method.retain_loss: nll) or the mean\n"
                "  KL(p_ref || p) over retain targets (kl; keeps the start model as reference).\n");
     } else {

@@ -50,15 +50,48 @@ static double simnpo_sample(const ObjectiveParams *p, double s, int n, double s_
     return p->gamma * -(2.0 / p->beta) * log_sigmoid(x) / F;
 }
 
+// Token-level weighted ascent, mean over the forget batch's T targets, the weights w_t treated as
+// constants: L = gamma * (1/T) sum_t w_t log p_t, so dL/dNLL_t = -gamma w_t / T.
+// WGA (Wang et al. 2025, "Rethinking LLM Unlearning Objectives: A Gradient Perspective and Go
+// Beyond"): w_t = p_t^beta. open-unlearning src/trainer/unlearn/wga.py: forget_loss =
+// -(weight_ce * lm_loss)[labels != -100].mean() with weight_ce = exp(-lm_loss)^beta, detached.
+static double wga_token(const ObjectiveParams *p, double logp, const BatchTotals *t,
+                        double *dloss_dnll) {
+    const double w = exp(p->beta * logp), T = (double)t->n_targets;
+    *dloss_dnll = -p->gamma * w / T;
+    return p->gamma * w * logp / T;
+}
+
+// SatImp (Yang et al. 2025, "Exploring Criteria of Loss Reweighting to Enhance LLM
+// Unlearning"): w_t = p_t^beta1 (1 - p_t)^beta2 (beta1 = method.beta, beta2 = method.beta2).
+// open-unlearning src/trainer/unlearn/satimp.py: weight_sat = exp(-lm_loss)^beta1, weight_imp =
+// (1 - exp(-lm_loss))^beta2, both detached, the same token mean.
+static double satimp_token(const ObjectiveParams *p, double logp, const BatchTotals *t,
+                           double *dloss_dnll) {
+    // 1 - p_t as -expm1(log p_t): exact for p_t near 1, where the weight matters most.
+    const double w = exp(p->beta * logp) * pow(-expm1(logp), p->beta2);
+    const double T = (double)t->n_targets;
+    *dloss_dnll = -p->gamma * w / T;
+    return p->gamma * w * logp / T;
+}
+
+// Defaults: open-unlearning's configs/trainer/*.yaml (WGA: beta 1, alpha 1, gamma 1; SatImp:
+// beta1 5, beta2 1, alpha 1, gamma 0.1; both with the NLL retain term).
 static const Method methods[] = {
-    {"ga", "gradient ascent: L = -NLL(F)", 0.1, 0.0, 1.0, 0.0, RETAIN_NONE, 0, ga_sample},
+    {"ga", "gradient ascent: L = -NLL(F)", 0.1, 0.0, 1.0, 0.0, RETAIN_NONE, 0, ga_sample, NULL,
+     0.0},
     {"graddiff", "gradient difference: L = gamma*(-NLL(F)) + alpha*R", 0.1, 1.0, 1.0, 0.0,
-     RETAIN_NLL, 0, ga_sample},
+     RETAIN_NLL, 0, ga_sample, NULL, 0.0},
     {"npo", "NPO: L = gamma*(-(2/beta) mean log sigmoid(-beta(s - s_ref))) + alpha*R", 0.1, 1.0,
-     1.0, 0.0, RETAIN_NLL, 1, npo_sample},
+     1.0, 0.0, RETAIN_NLL, 1, npo_sample, NULL, 0.0},
     {"simnpo", "SimNPO: L = gamma*(-(2/beta) mean log sigmoid(beta(-s/n - delta))) + alpha*R",
-     4.5, 1.0, 0.125, 0.0, RETAIN_NLL, 0, simnpo_sample},
-    {"finetune", "fine-tuning: L = NLL(D)", 0.1, 0.0, 0.0, 0.0, RETAIN_NONE, 0, NULL},
+     4.5, 1.0, 0.125, 0.0, RETAIN_NLL, 0, simnpo_sample, NULL, 0.0},
+    {"wga", "WGA: L = gamma*mean_t(p_t^beta log p_t) (weights constant) + alpha*R", 1.0, 1.0,
+     1.0, 0.0, RETAIN_NLL, 0, NULL, wga_token, 0.0},
+    {"satimp",
+     "SatImp: L = gamma*mean_t(p_t^beta (1-p_t)^beta2 log p_t) (weights constant) + alpha*R",
+     5.0, 1.0, 0.1, 0.0, RETAIN_NLL, 0, NULL, satimp_token, 1.0},
+    {"finetune", "fine-tuning: L = NLL(D)", 0.1, 0.0, 0.0, 0.0, RETAIN_NONE, 0, NULL, NULL, 0.0},
 };
 #define N_METHODS (sizeof methods / sizeof methods[0])
 
@@ -67,6 +100,8 @@ const Method *method_find(const char *name) {
         if (strcmp(methods[i].name, name) == 0) return &methods[i];
     return NULL;
 }
+
+int method_unlearns(const Method *m) { return m->forget != NULL || m->forget_token != NULL; }
 
 const Method *const *method_all(void) {
     static const Method *all[N_METHODS + 1];

@@ -14,6 +14,7 @@ typedef enum { RETAIN_NONE = 0, RETAIN_NLL = 1, RETAIN_KL = 2 } RetainLoss;
 typedef struct {
     double beta, alpha, gamma, delta;
     RetainLoss retain;
+    double beta2; // SatImp's second exponent
 } ObjectiveParams;
 
 // Normalisers of one optimizer step's effective batch, known from the data before any forward:
@@ -27,16 +28,25 @@ typedef struct {
 typedef double (*ForgetSampleFn)(const ObjectiveParams *p, double s, int n, double s_ref,
                                  const BatchTotals *t, double *dloss_ds);
 
+// A forget term made of per-target terms (token-level weights on the ascent): one target's share
+// of the loss from its log-prob, and dLoss/dNLL of that target (the backward's weight).
+typedef double (*ForgetTokenFn)(const ObjectiveParams *p, double logp, const BatchTotals *t,
+                                double *dloss_dnll);
+
 typedef struct {
     const char *name;
     const char *summary;     // the formula, for --help and the README
     double beta, alpha, gamma, delta; // defaults (public benchmark recipes)
     RetainLoss retain;       // default retain term
     int needs_ref_sums;      // caches s_i^ref of the whole forget set before the first step
-    ForgetSampleFn forget;   // NULL for finetune (no forget term)
+    ForgetSampleFn forget;   // per-sample forget term; NULL for finetune and token-level methods
+    ForgetTokenFn forget_token; // per-target forget term (forget NULL), or NULL
+    double beta2;            // default method.beta2 (SatImp)
 } Method;
 
 const Method *method_find(const char *name);
+// Whether the method has a forget term (every method but finetune).
+int method_unlearns(const Method *m);
 // All methods, NULL-terminated (for help texts).
 const Method *const *method_all(void);
 

@@ -44,11 +44,12 @@ static const Key keys[] = {
     S("device.name", device, "auto", "cpu | cuda | auto (the GPU when there is one)"),
     S("device.dtype", device_dtype, "bf16",
       "cuda: bf16 weights/activations (fp32 master, moments) | fp32 (to check against the CPU)"),
-    S("method.name", method, "npo", "ga | graddiff | npo | simnpo (finetune: finetune)"),
+    S("method.name", method, "npo", "ga | graddiff | npo | simnpo | wga | satimp (finetune: finetune)"),
     F("method.beta", beta, "0.1", "inverse temperature (npo 0.1, simnpo 4.5)"),
     F("method.alpha", alpha, "1.0", "weight of the retain term"),
     F("method.gamma", gamma, "1.0", "weight of the forget term (simnpo 0.125)"),
     F("method.delta", delta, "0.0", "simnpo margin"),
+    F("method.beta2", beta2, "1.0", "satimp: exponent of (1 - p_t) in the token weight"),
     S("method.retain_loss", retain_loss, "nll", "nll | kl | none"),
     S("optim.name", optimizer, "adamw", "adamw | sgd"),
     F("optim.lr", lr, "1e-5", "peak learning rate"),
@@ -328,6 +329,7 @@ int run_config_finish(RunConfig *c, const char *command, Err *e) {
     if (!is_set(c, "method.alpha")) c->alpha = m->alpha;
     if (!is_set(c, "method.gamma")) c->gamma = m->gamma;
     if (!is_set(c, "method.delta")) c->delta = m->delta;
+    if (!is_set(c, "method.beta2")) c->beta2 = m->beta2;
     if (!is_set(c, "method.retain_loss"))
         snprintf(c->retain_loss, sizeof c->retain_loss, "%s",
                  m->retain == RETAIN_KL ? "kl" : m->retain == RETAIN_NLL ? "nll" : "none");
@@ -352,7 +354,9 @@ int run_config_finish(RunConfig *c, const char *command, Err *e) {
         c->adam_beta1 >= 1 || c->adam_beta2 < 0 || c->adam_beta2 >= 1 || c->momentum < 0)
         return err_set(e, "optim: weight_decay, grad_clip, momentum >= 0; eps > 0; betas in "
                           "[0, 1)");
-    if (m->forget && !(c->beta > 0)) return err_set(e, "method.beta must be positive");
+    if ((m->forget || m->forget_token) && !(c->beta > 0))
+        return err_set(e, "method.beta must be positive");
+    if (m->forget_token && !(c->beta2 >= 0)) return err_set(e, "method.beta2 must be >= 0");
     if (c->batch_size <= 0 || c->micro_batch_size <= 0 || c->max_batch_tokens <= 0)
         return err_set(e, "train.batch_size, micro_batch_size and max_batch_tokens must be "
                           "positive");

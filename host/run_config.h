@@ -25,11 +25,12 @@ typedef struct {
     char device_dtype[8];           // device.dtype: bf16 | fp32 (cuda)
 
     // ---- method (see host/objective.h for the formulas)
-    char method[32];       // method.name: ga | graddiff | npo | simnpo | finetune
+    char method[32];       // method.name: ga | graddiff | npo | simnpo | wga | satimp | finetune
     double beta;           // method.beta (npo 0.1, simnpo 4.5)
     double alpha;          // method.alpha: weight of the retain term
     double gamma;          // method.gamma: weight of the forget term (simnpo 0.125)
     double delta;          // method.delta: simnpo margin
+    double beta2;          // method.beta2: satimp's exponent of (1 - p_t)
     char retain_loss[16];  // method.retain_loss: nll | kl | none
 
     // ---- optimisation

@@ -309,6 +309,10 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
                     st->forget_loss += part;
                     st->forget_logprob += r->s[k];
                     st->forget_targets += r->n[k];
+                } else if (r->method->forget_token) { // the weights come per target below
+                    dl_ds[k] = 0.0;
+                    st->forget_logprob += r->s[k];
+                    st->forget_targets += r->n[k];
                 } else { // finetune
                     part = finetune_sample(r->s[k], &totals, &dl_ds[k]);
                     st->forget_loss += part;
@@ -320,6 +324,15 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
             const size_t M = r->engine->ops->n_targets(r->engine);
             const int32_t *ts = r->engine->ops->target_sample(r->engine);
             for (size_t j = 0; j < M; j++) r->weights[j] = (float)-dl_ds[ts[j]];
+            if (kind == 0 && r->method->forget_token) {
+                // Token-level methods: each target's own weight from its log-prob.
+                const float *lp = r->engine->ops->target_logprob(r->engine);
+                for (size_t j = 0; j < M; j++) {
+                    double w;
+                    st->forget_loss += r->method->forget_token(&r->op, lp[j], &totals, &w);
+                    r->weights[j] = (float)w;
+                }
+            }
             free(dl_ds);
         }
         if (r->engine->ops->backward(r->engine, r->weights, e)) return -1;
@@ -427,9 +440,10 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
     r->op = (ObjectiveParams){c->beta, c->alpha, c->gamma, c->delta,
                               strcmp(c->retain_loss, "kl") == 0    ? RETAIN_KL
                               : strcmp(c->retain_loss, "nll") == 0 ? RETAIN_NLL
-                                                                   : RETAIN_NONE};
+                                                                   : RETAIN_NONE,
+                              c->beta2};
     if (c->alpha == 0) r->op.retain = RETAIN_NONE;
-    const int finetune = r->method->forget == NULL;
+    const int finetune = !method_unlearns(r->method);
     char *config_yaml = run_config_to_yaml(c);
     char state_dir[RUN_PATH_MAX + 16], metrics_path[RUN_PATH_MAX + 32], path[RUN_PATH_MAX + 32];
     snprintf(state_dir, sizeof state_dir, "%s/state", c->out);

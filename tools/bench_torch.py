@@ -204,6 +204,19 @@ def hf_mean_nll(model, tokens):
     return model(input_ids=tokens, labels=tokens).loss
 
 
+def own_token_logp(model, tokens):
+    """log p of every target (B, T-1): the token-level methods' per-token terms."""
+    logits = model.logits(tokens)
+    return -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
+                            reduction="none").view(tokens.shape[0], -1)
+
+
+def hf_token_logp(model, tokens):  # open-unlearning's wga.py / satimp.py lm_loss, negated
+    logits = model(input_ids=tokens).logits[..., :-1, :].contiguous()
+    return -F.cross_entropy(logits.view(-1, logits.size(-1)), tokens[..., 1:].reshape(-1),
+                            reduction="none")
+
+
 def hf_sums(model, tokens):  # open-unlearning's compute_batch_nll, negated
     logits = model(input_ids=tokens).logits
     shifted_labels = tokens[..., 1:].contiguous()
@@ -214,12 +227,15 @@ def hf_sums(model, tokens):  # open-unlearning's compute_batch_nll, negated
 
 # lethe's method defaults (host/objective.c): beta, alpha (retain weight), gamma (forget weight),
 # delta; every method but ga has the retain NLL term. finetune (`lethe finetune`): NLL of the batch.
+# wga and satimp: token weights p^beta (wga) and p^beta (1 - p)^beta2 (satimp, beta2 1), detached.
 METHODS = {"ga": (0.1, 0.0, 1.0, 0.0), "graddiff": (0.1, 1.0, 1.0, 0.0),
            "npo": (0.1, 1.0, 1.0, 0.0), "simnpo": (4.5, 1.0, 0.125, 0.0),
+           "wga": (1.0, 1.0, 1.0, 0.0), "satimp": (5.0, 1.0, 0.1, 0.0),
            "finetune": (0.1, 0.0, 1.0, 0.0)}
+SATIMP_BETA2 = 1.0
 
 
-def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing):
+def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing, token_logp=None):
     """The step's loss (host/objective.c). For NPO the frozen reference model's s_i^ref of the
     forget batch is computed here, every step, under no_grad (open-unlearning's NPO does this);
     lethe computes it once per run. timing["ref"] gets the reference forward's seconds."""
@@ -235,6 +251,11 @@ def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing):
             s_ref = sums(ref, forget)
         timing["ref"] = clock() - t0
         loss = gamma * (-2.0 / beta) * F.logsigmoid(-beta * (s - s_ref)).mean()
+    elif method in ("wga", "satimp"):
+        lp = token_logp(model, forget)
+        p = lp.detach().exp()
+        w = p ** beta if method == "wga" else p ** beta * (1.0 - p) ** SATIMP_BETA2
+        loss = gamma * (w * lp).mean()
     elif method == "simnpo":
         n = forget.shape[1] - 1  # every token after the first is a target
         loss = gamma * (-2.0 / beta) * F.logsigmoid(beta * (-sums(model, forget) / n - delta)).mean()
@@ -275,7 +296,8 @@ def autocast():
     return torch.autocast("cuda", dtype=torch.bfloat16) if AUTOCAST else contextlib.nullcontext()
 
 
-def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, steps):
+def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, steps,
+                       token_logp=None):
     """Median seconds of one step: zero grads, forward(s) and loss, backward, clip_grad_norm_(1.0),
     AdamW step. The split: fwd (forward + loss, including NPO's reference forward), ref (that
     reference forward alone), bwd, opt (clip + AdamW)."""
@@ -293,7 +315,8 @@ def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, st
         t0 = clock()
         opt.zero_grad()
         with autocast():
-            out = unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing)
+            out = unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing,
+                               token_logp)
         t1 = clock()
         out.backward()
         t2 = clock()
@@ -405,14 +428,14 @@ def main():
             label = f"own torch.nn Llama ({'sdpa' if HAS_SDPA else 'explicit softmax'})"
             loss_fn = model
             tf_version = None
-            mean_nll, sums = own_mean_nll, own_sums
+            mean_nll, sums, token_logp = own_mean_nll, own_sums, own_token_logp
         elif which == "transformers":
             try:
                 model, loss_fn, label, tf_version = build_transformers(c)
             except ImportError as ex:
                 print(f"# transformers: not importable ({ex}); skipped")
                 continue
-            mean_nll, sums = hf_mean_nll, hf_sums
+            mean_nll, sums, token_logp = hf_mean_nll, hf_sums, hf_token_logp
         else:
             sys.exit(f"bench_torch: unknown model '{which}'")
         model = model.to(DEVICE)
@@ -435,7 +458,7 @@ def main():
             continue
         for method in methods:
             r, opt_kind = time_unlearn_steps(method, model, mean_nll, sums, forget, retain,
-                                             args.warmup, args.steps)
+                                             args.warmup, args.steps, token_logp)
             # Tokens the step learns from: the forget batch, plus the retain batch but for ga (the
             # NPO reference forward is not counted: lethe does not repeat it).
             n_tok = args.batch * args.seq * (1 if METHODS[method][1] == 0 else 2)

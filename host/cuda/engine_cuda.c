@@ -27,15 +27,22 @@ static const CudaEngine *cu_c(const Engine *g) {
     return (const CudaEngine *)((const char *)g - offsetof(CudaEngine, base));
 }
 
-static int cuda_call_failed(Err *e, const char *call, int rc) {
+static int cuda_call_failed(Err *e, const char *file, int line, const char *call, int rc) {
     const cudaError_t err = (cudaError_t)rc;
-    return err_set(e, "%s failed: %s (%s)", call, cudaGetErrorName(err), cudaGetErrorString(err));
+    return err_set(e, "%s:%d: %s failed: %s (%s)%s", file, line, call, cudaGetErrorName(err),
+                   cudaGetErrorString(err),
+                   err == cudaErrorMemoryAllocation
+                       ? ". HINT: the device is out of memory; use smaller batches or shorter "
+                         "sequences, or train fewer tensors (optim.train_only)"
+                       : "");
 }
 
-#define ENGINE_TRY(e, call)                                                                    \
-    do {                                                                                       \
-        const int engine_try_rc = (int)(call);                                                 \
-        if (engine_try_rc != 0) return cuda_call_failed(e, __FILE__ ": " #call, engine_try_rc); \
+// Every runtime call and kernel launcher: on failure the message names the file, line and call.
+#define ENGINE_TRY(e, call)                                                                   \
+    do {                                                                                      \
+        const int engine_try_rc = (int)(call);                                                \
+        if (engine_try_rc != 0)                                                               \
+            return cuda_call_failed(e, __FILE__, __LINE__, #call, engine_try_rc);             \
     } while (0)
 
 // A seed of its own for each tensor's stochastic rounding, from the run's seed.

@@ -347,8 +347,11 @@ static void *carve(Carver *c, size_t bytes) {
 
 // Lays out (or, with base NULL, sizes) the activations for N tokens and n_samples samples; a->res
 // and a->layer must be allocated when base is not NULL.
+// forward_only (a frozen model): one set of layer activations and one residual stream shared by
+// all layers (forward_trunk reads each only until the next layer writes it), and no backward
+// buffers but dres, the forward's projection output.
 static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_samples,
-                         LetheDtype dtype, char *base) {
+                         LetheDtype dtype, int forward_only, char *base) {
     const size_t es = dtype == LETHE_F32 ? sizeof(float) : sizeof(uint16_t), fs = sizeof(float);
     const size_t D = c->hidden_size, F = c->intermediate_size, H = c->num_attention_heads;
     const size_t Q = H * c->head_dim, KVD = (size_t)c->num_key_value_heads * c->head_dim;
@@ -359,8 +362,9 @@ static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_sa
         void *carved_ = carve(&cv, (bytes)); \
         if (cv.base) (ptr) = carved_;        \
     } while (0)
-    for (int l = 0; l <= L; l++) CARVE(a->res[l], N * D * es);
-    for (int l = 0; l < L; l++) {
+    const int stored = forward_only ? 1 : L;
+    for (int l = 0; l <= stored; l++) CARVE(a->res[l], N * D * es);
+    for (int l = 0; l < stored; l++) {
         LayerActs *la = base ? &a->layer[l] : NULL;
         CARVE(la->ln1, N * D * es);
         CARVE(la->rstd1, N * fs);
@@ -376,6 +380,10 @@ static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_sa
         CARVE(la->up, N * F * es);
         CARVE(la->hmul, N * F * es);
     }
+    if (forward_only && base) {
+        for (int l = 1; l <= L; l++) a->res[l] = a->res[1];
+        for (int l = 1; l < L; l++) a->layer[l] = a->layer[0];
+    }
     CARVE(a->lnf, N * D * es);
     CARVE(a->rstdf, N * fs);
     CARVE(a->xt, N * D * es);
@@ -386,17 +394,19 @@ static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_sa
     CARVE(a->var, N * fs);
     CARVE(a->is_argmax, N);
     CARVE(a->dres, N * D * es);
-    CARVE(a->dln, N * D * es);
-    CARVE(a->datt, N * Q * es);
-    CARVE(a->dq, N * Q * es);
-    CARVE(a->dk, N * KVD * es);
-    CARVE(a->dv, N * KVD * es);
-    CARVE(a->dgate, N * F * es);
-    CARVE(a->dup, N * F * es);
-    CARVE(a->dh, N * F * es);
-    CARVE(a->dxt, (N + 1) * D * es);
-    CARVE(a->rms_scratch, cuda_rmsnorm_backward_scratch_size(N, (int)D));
-    CARVE(a->emb_scratch, cuda_embedding_backward_scratch_size(N));
+    if (!forward_only) {
+        CARVE(a->dln, N * D * es);
+        CARVE(a->datt, N * Q * es);
+        CARVE(a->dq, N * Q * es);
+        CARVE(a->dk, N * KVD * es);
+        CARVE(a->dv, N * KVD * es);
+        CARVE(a->dgate, N * F * es);
+        CARVE(a->dup, N * F * es);
+        CARVE(a->dh, N * F * es);
+        CARVE(a->dxt, (N + 1) * D * es);
+        CARVE(a->rms_scratch, cuda_rmsnorm_backward_scratch_size(N, (int)D));
+        CARVE(a->emb_scratch, cuda_embedding_backward_scratch_size(N));
+    }
     // Enough for the largest tiles of any M <= N, which the classifier then always takes: its
     // bits depend on the batch alone, not on the capacity earlier batches left.
     const size_t cls_lp = cuda_classifier_scratch_bytes(N, (int)D, c->vocab_size, dtype);
@@ -416,7 +426,7 @@ static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_sa
 size_t llama_cuda_activation_bytes(const ModelConfig *c, size_t n_tokens, int n_samples,
                                    LetheDtype dtype) {
     DeviceActs sizing = {0};
-    return carve_acts(&sizing, c, n_tokens, n_samples, dtype, NULL);
+    return carve_acts(&sizing, c, n_tokens, n_samples, dtype, 0, NULL);
 }
 
 static int host_reserve(LlamaCuda *d, size_t N, Err *e) {
@@ -449,12 +459,12 @@ static int acts_reserve(LlamaCuda *d, size_t N, int n_samples, Err *e) {
     CUDA_TRY(e, cudaStreamSynchronize(d->stream));
     acts_release(a);
     const ModelConfig *c = &d->cfg;
-    size_t cap = want, bytes = carve_acts(a, c, cap, samples, d->dtype, NULL);
+    size_t cap = want, bytes = carve_acts(a, c, cap, samples, d->dtype, d->frozen, NULL);
     size_t free_b = 0, total_b = 0;
     CUDA_TRY(e, cudaMemGetInfo(&free_b, &total_b));
     if (bytes > free_b) { // no headroom then
         cap = N;
-        bytes = carve_acts(a, c, cap, samples, d->dtype, NULL);
+        bytes = carve_acts(a, c, cap, samples, d->dtype, d->frozen, NULL);
     }
     char what[160];
     snprintf(what, sizeof what, "the %s activations of a batch of %zu tokens in %d samples",
@@ -472,7 +482,7 @@ static int acts_reserve(LlamaCuda *d, size_t N, int n_samples, Err *e) {
         acts_release(a);
         return -1;
     }
-    carve_acts(a, c, cap, samples, d->dtype, a->base);
+    carve_acts(a, c, cap, samples, d->dtype, d->frozen, a->base);
     a->bytes = bytes;
     a->cap_tokens = cap;
     a->cap_samples = samples;

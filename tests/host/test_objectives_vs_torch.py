@@ -1,6 +1,6 @@
 # Oracle for whole unlearning/finetuning steps: `lethe unlearn` / `lethe finetune` runs two
 # optimizer steps of every objective (ga; graddiff with nll and kl retain terms; npo; simnpo;
-# finetune) with SGD and AdamW (decoupled weight decay on 2-D weights only, gradient clipping),
+# wga; satimp; finetune) with SGD and AdamW (decoupled weight decay on 2-D weights only, gradient clipping),
 # and PyTorch autograd (float64) does the same two steps from the same start model and data with
 # torch.optim.SGD / torch.optim.AdamW / torch.nn.utils.clip_grad_norm_. The losses are written
 # here from the issue's definitions, independently of host/objective.c:
@@ -9,6 +9,9 @@
 #   graddiff L = gamma * (-NLL(F)) + alpha * R
 #   npo      L = gamma * (-(2/beta) mean_i log sigmoid(-beta (s_i - s_i^ref))) + alpha * R
 #   simnpo   L = gamma * (-(2/beta) mean_i log sigmoid(beta (-s_i/n_i - delta))) + alpha * R
+#   wga      L = gamma * mean_t(w_t log p_t) + alpha * R, w_t = p_t^beta, detached (mean over all
+#            forget targets t of the batch; open-unlearning's wga.py)
+#   satimp   the same with w_t = p_t^beta (1 - p_t)^beta2 (open-unlearning's satimp.py)
 #   finetune L = NLL(D)
 #   R = NLL(retain batch), or the mean over the retain targets of KL(p_ref || p_theta) with p_ref
 #   the frozen start model. The torch side recomputes s_i^ref with the frozen start model at
@@ -72,11 +75,21 @@ CASES = [
      {"name": "simnpo", "beta": 0.8, "gamma": 0.6, "alpha": 0.4, "delta": "auto"}, SGD),
     ("simnpo_tied_sgd_defaults", "mqa_tied_bias", "unlearn", {"name": "simnpo"}, SGD),
     ("finetune_untied_sgd", "gqa_untied_bias", "finetune", {}, SGD),
+    ("wga_untied_sgd", "gqa_untied_bias", "unlearn",
+     {"name": "wga", "beta": 0.5, "gamma": 2.0, "alpha": 0.5}, SGD),
+    ("wga_tied_sgd_defaults", "mqa_tied_bias", "unlearn", {"name": "wga"}, SGD),
+    ("satimp_untied_sgd", "gqa_untied_bias", "unlearn",
+     {"name": "satimp", "beta": 0.5, "beta2": 1.5, "gamma": 2.0, "alpha": 0.8}, SGD),
+    ("satimp_kl_tied_sgd", "mqa_tied_bias", "unlearn",
+     {"name": "satimp", "beta": 0.4, "beta2": 2.0, "gamma": 3.0, "alpha": 0.7,
+      "retain_loss": "kl"}, SGD),
     ("npo_untied_adamw_clip", "gqa_untied_bias", "unlearn",
      {"name": "npo", "beta": 0.3, "alpha": 0.7, "gamma": 1.3}, ADAMW),
     ("graddiff_kl_tied_adamw_clip", "mqa_tied_bias", "unlearn",
      {"name": "graddiff", "alpha": 0.9, "retain_loss": "kl"}, ADAMW),
     ("finetune_tied_adamw_clip", "mqa_tied_bias", "finetune", {}, ADAMW),
+    ("wga_untied_adamw_clip", "gqa_untied_bias", "unlearn",
+     {"name": "wga", "beta": 0.5, "gamma": 8.0, "alpha": 0.5}, ADAMW),
 ]
 
 # The issue's defaults (public benchmark recipes): beta, alpha, gamma, delta, retain_loss.
@@ -85,7 +98,22 @@ METHOD_DEFAULTS = {
     "graddiff": (0.1, 1.0, 1.0, 0.0, "nll"),
     "npo": (0.1, 1.0, 1.0, 0.0, "nll"),
     "simnpo": (4.5, 1.0, 0.125, 0.0, "nll"),
+    "wga": (1.0, 1.0, 1.0, 0.0, "nll"),
+    "satimp": (5.0, 1.0, 0.1, 0.0, "nll"),
 }
+BETA2_DEFAULTS = {"satimp": 1.0}  # method.beta2, SatImp's exponent of (1 - p_t)
+
+
+def token_logprobs(cfg, p, tokens, offsets, loss_mask):
+    """log p of every masked target of every sample, in order (T,)."""
+    out = []
+    for s in range(len(offsets) - 1):
+        a, b = int(offsets[s]), int(offsets[s + 1])
+        m = torch.tensor(loss_mask[a + 1:b].astype(bool))
+        if b - a < 2 or not m.any():
+            continue
+        out.append(tl.forward_sample(cfg, p, [int(t) for t in tokens[a:b]])[m])
+    return torch.cat(out)
 
 
 def fail(msg):
@@ -135,7 +163,7 @@ def torch_loss(kind, mp, cfg, p, p0, forget, retain):
         met["train_nll"] = nll_f
         met["loss"] = nll_f
         return nll_f, met, None
-    beta, alpha, gamma, delta, retain_loss = mp
+    beta, alpha, gamma, delta, retain_loss, beta2 = mp
     extra = None
     if kind in ("ga", "graddiff"):
         forget_loss = gamma * (-nll_f)
@@ -148,6 +176,11 @@ def torch_loss(kind, mp, cfg, p, p0, forget, retain):
     elif kind == "simnpo":
         forget_loss = gamma * (-(2.0 / beta) *
                                torch.nn.functional.logsigmoid(beta * (-S / N - delta)).mean())
+    elif kind in ("wga", "satimp"):
+        lp = token_logprobs(cfg, p, *forget)
+        prob = lp.detach().exp()
+        w = prob ** beta if kind == "wga" else prob ** beta * (1.0 - prob) ** beta2
+        forget_loss = gamma * (w * lp).mean()
     else:
         fail(f"unknown method {kind}")
     met["forget_loss"] = forget_loss
@@ -272,7 +305,8 @@ def main():
                 method["delta"] = round(float(np.mean([-float(x) / k for x, k in zip(s, n)])), 3)
             mp = (float(method.get("beta", b)), float(method.get("alpha", a)),
                   float(method.get("gamma", g)), float(method.get("delta", d)),
-                  method.get("retain_loss", r))
+                  method.get("retain_loss", r),
+                  float(method.get("beta2", BETA2_DEFAULTS.get(kind, 0.0))))
         out = os.path.join(work, cname)
         yaml_path = os.path.join(work, cname + ".yaml")
         train_data = rpath if kind == "finetune" else fpath  # finetune: a set with an empty sample
