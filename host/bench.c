@@ -209,7 +209,10 @@ int bench_run_steps(const BenchSpec *s, const char *workdir, BenchSteps *out, Er
     const int finetune = strcmp(s->method, "finetune") == 0;
     const int has_retain = bench_method_has_retain(s->method);
     char model[BENCH_PATH_MAX], forget[BENCH_PATH_MAX], retain[BENCH_PATH_MAX],
-        run_out[BENCH_PATH_MAX], log_path[BENCH_PATH_MAX];
+        alt[BENCH_PATH_MAX], run_out[BENCH_PATH_MAX], log_path[BENCH_PATH_MAX];
+    const Method *method = method_find(s->method);
+    const int paired = method && method_pairs(method);
+    snprintf(alt, sizeof alt, "%s/forget_alt.h5", workdir);
     snprintf(model, sizeof model, "%s/model.h5", workdir);
     snprintf(forget, sizeof forget, "%s/forget.h5", workdir);
     snprintf(retain, sizeof retain, "%s/retain.h5", workdir);
@@ -230,7 +233,8 @@ int bench_run_steps(const BenchSpec *s, const char *workdir, BenchSteps *out, Er
     const uint64_t data_seed = (uint64_t)s->seed * 0x9E3779B97F4A7C15ull;
     if (write_random_dataset(forget, s->batch, s->seq, s->cfg.vocab_size, data_seed ^ 1, e) ||
         (has_retain &&
-         write_random_dataset(retain, s->batch, s->seq, s->cfg.vocab_size, data_seed ^ 2, e)))
+         write_random_dataset(retain, s->batch, s->seq, s->cfg.vocab_size, data_seed ^ 2, e)) ||
+        (paired && write_random_dataset(alt, s->batch, s->seq, s->cfg.vocab_size, data_seed ^ 3, e)))
         return -1;
 
     // The step of a `lethe unlearn` recipe with one forget (and one retain) micro-batch of B
@@ -241,6 +245,7 @@ int bench_run_steps(const BenchSpec *s, const char *workdir, BenchSteps *out, Er
     if (override(&c, e, "model=%s", s->model_path ? s->model_path : model) ||
         override(&c, e, "%s=%s", finetune ? "data.train" : "data.forget", forget) ||
         (has_retain && override(&c, e, "data.retain=%s", retain)) ||
+        (paired && override(&c, e, "data.forget_alt=%s", alt)) ||
         override(&c, e, "out=%s", run_out) || override(&c, e, "method.name=%s", s->method) ||
         override(&c, e, "seed=%lld", (long long)s->seed) ||
         override(&c, e, "optim.name=adamw") || override(&c, e, "optim.lr=1e-5") ||
@@ -284,7 +289,7 @@ int bench_run_steps(const BenchSpec *s, const char *workdir, BenchSteps *out, Er
     }
     timing_enable(0);
     snprintf(out->device, sizeof out->device, "%s", train_last_device(&out->on_gpu));
-    out->tokens_per_step = s->batch * s->seq * (has_retain ? 2 : 1);
+    out->tokens_per_step = s->batch * s->seq * (1 + has_retain + paired);
     return rc ? err_prefix(e, "the %s run", command) : 0;
 }
 

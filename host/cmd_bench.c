@@ -17,8 +17,8 @@
 #include "model_yaml.h"
 #include "strbuf.h"
 
-static const char *const k_methods[] = {"ga",  "graddiff", "npo",     "simnpo",
-                                        "wga", "satimp",   "finetune"};
+static const char *const k_methods[] = {"ga",     "graddiff", "npo",    "simnpo",   "wga",
+                                        "satimp", "idknll",   "idkdpo", "finetune"};
 static const int k_sgemm_sizes[] = {1024, 1536, 2048};
 #define N_SGEMM_SIZES (int)(sizeof k_sgemm_sizes / sizeof k_sgemm_sizes[0])
 
@@ -374,7 +374,8 @@ int cmd_bench(int argc, char **argv) {
         {"--preset", NULL, 0,
          "model preset: a name of configs/models/ or a YAML path (default s260k)"},
         {"--model", NULL, 0, "a checkpoint .h5 instead of a preset (its weights are the start)"},
-        {"--method", "npo", 0, "ga, graddiff, npo, simnpo, wga, satimp or finetune"},
+        {"--method", "npo", 0,
+         "ga, graddiff, npo, simnpo, wga, satimp, idknll, idkdpo or finetune"},
         {"--batch", "8", 0, "B: samples per step (one forget and one retain micro-batch)"},
         {"--seq", "256", 0, "T: tokens per sample"},
         {"--steps", "10", 0, "timed steps (1 to 1024)"},
@@ -429,7 +430,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!is_method(r.method)) {
         err_set(&e, "--method %s is not a method (one of: ga, graddiff, npo, simnpo, wga, satimp, "
-                    "finetune)",
+                    "idknll, idkdpo, finetune)",
                 r.method);
         return cli_fail("bench", &e);
     }
@@ -486,6 +487,11 @@ int cmd_bench(int argc, char **argv) {
             "npo: lethe computes the reference sums s_i^ref once before step 1 and caches them, "
             "as `lethe unlearn` does; the PyTorch peer runs the reference forward every step "
             "(open-unlearning's NPO)";
+    if (strcmp(r.method, "idkdpo") == 0)
+        r.notes[r.n_notes++] =
+            "idkdpo: a third batch of B samples (the preferred answers, paired with the forget "
+            "batch) is learnt from; lethe caches both sets' reference sums once before step 1, "
+            "the PyTorch peer runs both reference forwards every step (open-unlearning's DPO)";
     if (strcmp(r.method, "simnpo") == 0) {
         snprintf(note_simnpo, sizeof note_simnpo,
                  "simnpo runs with method.delta = floor(ln V) = %g on both sides: the NLL of "

@@ -1,6 +1,7 @@
 // `lethe tokenize`: plain text or JSONL into a token dataset with the checkpoint's tokenizer.
 // Text: every token after BOS is a target. {"prompt","completion"}: only completion tokens are
 // targets (the prompt is context). {"text"}: like plain text.
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,11 +103,49 @@ static int append_template(Builder *b, const Tokenizer *tok, const char *tmpl,
     return rc ? -1 : 0;
 }
 
+// Replacement answers (--answers): one per non-empty line, e.g. TOFU's idontknow.jsonl refusals.
+typedef struct {
+    char *text;    // the file, its line ends overwritten with NULs
+    char **line;   // (n)
+    size_t n;
+    uint64_t seed;
+} Answers;
+
+static int answers_load(Answers *a, const char *path, uint64_t seed, Err *e) {
+    size_t len;
+    if (file_read_all(path, &a->text, &len, e)) return -1;
+    if (strlen(a->text) != len) return err_set(e, "%s contains NUL bytes; expected text", path);
+    for (char *p = a->text; *p; p++) a->n += *p == '\n';
+    a->line = malloc((a->n + 1) * sizeof *a->line);
+    if (!a->line) return err_set(e, "out of memory");
+    a->n = 0;
+    for (char *p = a->text; *p;) {
+        char *end = p + strcspn(p, "\n");
+        const int last = *end == 0;
+        *end = 0;
+        if (end > p && end[-1] == '\r') end[-1] = 0;
+        if (*p) a->line[a->n++] = p;
+        p = last ? end : end + 1;
+    }
+    if (a->n == 0) return err_set(e, "%s (--answers) holds no non-empty line", path);
+    a->seed = seed;
+    return 0;
+}
+
+// Record i's replacement: a seeded pick, the same for the same (seed, i) whatever the order.
+static const char *answers_pick(const Answers *a, size_t i) {
+    uint64_t z = a->seed ^ ((uint64_t)i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return a->line[(z ^ (z >> 31)) % a->n];
+}
+
 // JSON records in any of the layouts the TOFU files use (one array, JSON Lines, one array per
 // line): {"text"}; {"prompt", "completion"} concatenated as they are; or question/answer pairs
-// ({"question", "answer"} or TOFU's renamed {"prompt", "response"}) through the template.
+// ({"question", "answer"} or TOFU's renamed {"prompt", "response"}) through the template. With
+// answers, every record must be a question/answer pair, whose answer is replaced.
 static int tokenize_records(Builder *b, const Tokenizer *tok, const char *path,
-                            const char *tmpl, long first, Err *e) {
+                            const char *tmpl, long first, const Answers *answers, Err *e) {
     JsonValue *all = json_parse_file(path, JSON_FILE_RECORDS, e);
     if (!all) return -1;
     int rc = 0;
@@ -122,7 +161,15 @@ static int tokenize_records(Builder *b, const Tokenizer *tok, const char *path,
         if (!q && pr && !co) q = pr;
         if (!a) a = json_object_get_string(v, "response");
         if ((rc = builder_reserve(b, 0, e))) break;
-        if (txt)
+        if (answers) {
+            if (!q || !a) {
+                rc = err_set(e, "%s: record %zu is not a question/answer pair; --answers replaces "
+                                "the answers of question/answer records only",
+                             path, i + 1);
+                break;
+            }
+            rc = append_template(b, tok, tmpl, q, answers_pick(answers, i), e);
+        } else if (txt)
             rc = append_text(b, tok, txt, 1, 1, e);
         else if (pr && co)
             rc = append_text(b, tok, pr, 1, 0, e) || append_text(b, tok, co, 0, 1, e);
@@ -150,6 +197,10 @@ int cmd_tokenize(int argc, char **argv) {
         {"--first", "0", 0, "json: only the first N records (0 = all)"},
         {"--separator", NULL, 0, "text: split documents on this string (e.g. '<|endoftext|>')"},
         {"--lines", NULL, 1, "text: one document per non-empty line"},
+        {"--answers", NULL, 0,
+         "question/answer records: replace each answer by a seeded pick among this file's "
+         "non-empty lines (e.g. data/tofu/idontknow.jsonl, for idknll/idkdpo)"},
+        {"--answers-seed", "0", 0, "the seed of the --answers picks"},
     };
     const int n = sizeof opts / sizeof opts[0];
     const char *pos[1];
@@ -185,16 +236,28 @@ int cmd_tokenize(int argc, char **argv) {
         err_set(&e, "--format must be text, json or auto (got '%s')", fmt);
         return cli_fail("tokenize", &e);
     }
-    if (cli_int("--first", cli_get(opts, n, "--first"), 0, 1L << 40, &first, &e))
+    long answers_seed;
+    if (cli_int("--first", cli_get(opts, n, "--first"), 0, 1L << 40, &first, &e) ||
+        cli_int("--answers-seed", cli_get(opts, n, "--answers-seed"), 0, 0x7fffffffL,
+                &answers_seed, &e))
         return cli_fail("tokenize", &e);
+    const char *answers_path = cli_get(opts, n, "--answers");
+    if (answers_path && !json) {
+        err_set(&e, "--answers replaces the answers of question/answer records: give a .json or "
+                    ".jsonl input (or --format json)");
+        return cli_fail("tokenize", &e);
+    }
     CkptReader *r;
     if (ckpt_reader_open(&r, model, &e)) return cli_fail("tokenize", &e);
     Tokenizer tok;
     int present = 0;
     Builder b = {0};
+    Answers answers = {0};
     char *text = NULL;
     size_t len;
     rc = 1;
+    if (answers_path && answers_load(&answers, answers_path, (uint64_t)answers_seed, &e))
+        goto done;
     if (ckpt_reader_tokenizer(r, &tok, &present, &e)) goto done;
     if (!present) {
         err_set(&e, "%s carries no tokenizer; convert it with --tokenizer TOK.bin", model);
@@ -203,7 +266,9 @@ int cmd_tokenize(int argc, char **argv) {
     if (builder_reserve(&b, 0, &e)) goto done;
     b.offsets[0] = 0;
     if (json) {
-        if (tokenize_records(&b, &tok, in, cli_get(opts, n, "--template"), first, &e)) goto done;
+        if (tokenize_records(&b, &tok, in, cli_get(opts, n, "--template"), first,
+                             answers_path ? &answers : NULL, &e))
+            goto done;
     } else {
         if (file_read_all(in, &text, &len, &e)) goto done;
         if (strlen(text) != len) {
@@ -231,6 +296,8 @@ int cmd_tokenize(int argc, char **argv) {
 done:
     if (rc) cli_fail("tokenize", &e);
     free(text);
+    free(answers.text);
+    free(answers.line);
     free(b.tokens);
     free(b.mask);
     free(b.offsets);

@@ -75,23 +75,55 @@ static double satimp_token(const ObjectiveParams *p, double logp, const BatchTot
     return p->gamma * w * logp / T;
 }
 
+// IdkNLL (TOFU, Maini et al. 2024, "I don't know" fine-tuning; open-unlearning's IdkNLL
+// experiments): the forget questions with refusal answers (`lethe tokenize --answers
+// data/tofu/idontknow.jsonl`) are learnt, L = gamma * NLL(F_idk) + alpha * R.
+// dL/ds_i = -gamma / sum n (the token mean, as the retain term).
+static double idknll_sample(const ObjectiveParams *p, double s, int n, double s_ref,
+                            const BatchTotals *t, double *dloss_ds) {
+    (void)n, (void)s_ref;
+    *dloss_ds = -p->gamma / (double)t->n_targets;
+    return -p->gamma * s / (double)t->n_targets;
+}
+
+// IdkDPO (Rafailov et al. 2023's DPO with TOFU's refusal as the preferred answer and the forget
+// answer as the dispreferred one; open-unlearning src/trainer/unlearn/dpo.py, compute_dpo_loss in
+// src/trainer/utils.py): x_i = (s_w - s_w^ref) - (s_l - s_l^ref),
+// L = -(2/beta) mean_i log sigmoid(beta x_i); dL/ds_w = -(2/|F|) sigmoid(-beta x_i) = -dL/ds_l.
+// Both reference sums are fixed per pair: cached once before the first step, as NPO's.
+static double idkdpo_pair(const ObjectiveParams *p, double s_l, double s_l_ref, double s_w,
+                          double s_w_ref, const BatchTotals *t, double *dloss_dsl,
+                          double *dloss_dsw) {
+    const double x = (s_w - s_w_ref) - (s_l - s_l_ref), F = (double)t->n_samples;
+    *dloss_dsw = -p->gamma * 2.0 * sigmoid(-p->beta * x) / F;
+    *dloss_dsl = -*dloss_dsw;
+    return p->gamma * -(2.0 / p->beta) * log_sigmoid(p->beta * x) / F;
+}
+
 // Defaults: open-unlearning's configs/trainer/*.yaml (WGA: beta 1, alpha 1, gamma 1; SatImp:
 // beta1 5, beta2 1, alpha 1, gamma 0.1; both with the NLL retain term).
 static const Method methods[] = {
     {"ga", "gradient ascent: L = -NLL(F)", 0.1, 0.0, 1.0, 0.0, RETAIN_NONE, 0, ga_sample, NULL,
-     0.0},
+     0.0, NULL},
     {"graddiff", "gradient difference: L = gamma*(-NLL(F)) + alpha*R", 0.1, 1.0, 1.0, 0.0,
-     RETAIN_NLL, 0, ga_sample, NULL, 0.0},
+     RETAIN_NLL, 0, ga_sample, NULL, 0.0, NULL},
     {"npo", "NPO: L = gamma*(-(2/beta) mean log sigmoid(-beta(s - s_ref))) + alpha*R", 0.1, 1.0,
-     1.0, 0.0, RETAIN_NLL, 1, npo_sample, NULL, 0.0},
+     1.0, 0.0, RETAIN_NLL, 1, npo_sample, NULL, 0.0, NULL},
     {"simnpo", "SimNPO: L = gamma*(-(2/beta) mean log sigmoid(beta(-s/n - delta))) + alpha*R",
-     4.5, 1.0, 0.125, 0.0, RETAIN_NLL, 0, simnpo_sample, NULL, 0.0},
+     4.5, 1.0, 0.125, 0.0, RETAIN_NLL, 0, simnpo_sample, NULL, 0.0, NULL},
     {"wga", "WGA: L = gamma*mean_t(p_t^beta log p_t) (weights constant) + alpha*R", 1.0, 1.0,
-     1.0, 0.0, RETAIN_NLL, 0, NULL, wga_token, 0.0},
+     1.0, 0.0, RETAIN_NLL, 0, NULL, wga_token, 0.0, NULL},
     {"satimp",
      "SatImp: L = gamma*mean_t(p_t^beta (1-p_t)^beta2 log p_t) (weights constant) + alpha*R",
-     5.0, 1.0, 0.1, 0.0, RETAIN_NLL, 0, NULL, satimp_token, 1.0},
-    {"finetune", "fine-tuning: L = NLL(D)", 0.1, 0.0, 0.0, 0.0, RETAIN_NONE, 0, NULL, NULL, 0.0},
+     5.0, 1.0, 0.1, 0.0, RETAIN_NLL, 0, NULL, satimp_token, 1.0, NULL},
+    {"idknll", "IdkNLL: L = gamma*NLL(F with refusal answers) + alpha*R", 0.1, 1.0, 1.0, 0.0,
+     RETAIN_NLL, 0, idknll_sample, NULL, 0.0, NULL},
+    {"idkdpo",
+     "IdkDPO: L = gamma*(-(2/beta) mean log sigmoid(beta((s_w - s_w_ref) - (s_l - s_l_ref)))) + "
+     "alpha*R, w: refusal (data.forget_alt), l: forget answer",
+     0.1, 1.0, 1.0, 0.0, RETAIN_NLL, 1, NULL, NULL, 0.0, idkdpo_pair},
+    {"finetune", "fine-tuning: L = NLL(D)", 0.1, 0.0, 0.0, 0.0, RETAIN_NONE, 0, NULL, NULL, 0.0,
+     NULL},
 };
 #define N_METHODS (sizeof methods / sizeof methods[0])
 
@@ -101,7 +133,11 @@ const Method *method_find(const char *name) {
     return NULL;
 }
 
-int method_unlearns(const Method *m) { return m->forget != NULL || m->forget_token != NULL; }
+int method_unlearns(const Method *m) {
+    return m->forget != NULL || m->forget_token != NULL || m->forget_pair != NULL;
+}
+
+int method_pairs(const Method *m) { return m->forget_pair != NULL; }
 
 const Method *const *method_all(void) {
     static const Method *all[N_METHODS + 1];

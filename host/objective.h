@@ -33,6 +33,13 @@ typedef double (*ForgetSampleFn)(const ObjectiveParams *p, double s, int n, doub
 typedef double (*ForgetTokenFn)(const ObjectiveParams *p, double logp, const BatchTotals *t,
                                 double *dloss_dnll);
 
+// A forget term over pairs (DPO): forget sample i's dispreferred answer (data.forget, sums s_l,
+// s_l_ref) and its preferred one (data.forget_alt, s_w, s_w_ref): pair i's share of the loss and
+// dLoss/ds_l, dLoss/ds_w.
+typedef double (*ForgetPairFn)(const ObjectiveParams *p, double s_l, double s_l_ref, double s_w,
+                               double s_w_ref, const BatchTotals *t, double *dloss_dsl,
+                               double *dloss_dsw);
+
 typedef struct {
     const char *name;
     const char *summary;     // the formula, for --help and the README
@@ -42,11 +49,14 @@ typedef struct {
     ForgetSampleFn forget;   // per-sample forget term; NULL for finetune and token-level methods
     ForgetTokenFn forget_token; // per-target forget term (forget NULL), or NULL
     double beta2;            // default method.beta2 (SatImp)
+    ForgetPairFn forget_pair; // per-pair forget term over data.forget and data.forget_alt, or NULL
 } Method;
 
 const Method *method_find(const char *name);
 // Whether the method has a forget term (every method but finetune).
 int method_unlearns(const Method *m);
+// Whether the method reads pairs: data.forget (dispreferred) with data.forget_alt (preferred).
+int method_pairs(const Method *m);
 // All methods, NULL-terminated (for help texts).
 const Method *const *method_all(void);
 

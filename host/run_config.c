@@ -35,6 +35,9 @@ static const Key keys[] = {
     S("model", model, "", "starting checkpoint.h5"),
     S("data.forget", forget, "", "forget set: token dataset .h5"),
     S("data.retain", retain, "", "retain set: token dataset .h5"),
+    S("data.forget_alt", forget_alt, "",
+      "idkdpo: the forget questions with the preferred (refusal) answers, sample i paired with "
+      "data.forget's sample i"),
     S("data.train", train, "", "finetune: training set .h5"),
     S("eval.forget", eval_forget, "", "held-out forget set evaluated every eval_every steps"),
     S("eval.retain", eval_retain, "", "held-out retain set evaluated every eval_every steps"),
@@ -44,7 +47,7 @@ static const Key keys[] = {
     S("device.name", device, "auto", "cpu | cuda | auto (the GPU when there is one)"),
     S("device.dtype", device_dtype, "bf16",
       "cuda: bf16 weights/activations (fp32 master, moments) | fp32 (to check against the CPU)"),
-    S("method.name", method, "npo", "ga | graddiff | npo | simnpo | wga | satimp (finetune: finetune)"),
+    S("method.name", method, "npo", "ga | graddiff | npo | simnpo | wga | satimp | idknll | idkdpo (finetune: finetune)"),
     F("method.beta", beta, "0.1", "inverse temperature (npo 0.1, simnpo 4.5)"),
     F("method.alpha", alpha, "1.0", "weight of the retain term"),
     F("method.gamma", gamma, "1.0", "weight of the forget term (simnpo 0.125)"),
@@ -371,6 +374,9 @@ int run_config_finish(RunConfig *c, const char *command, Err *e) {
         if (need_file("data.train", c->train, e)) return -1;
     } else {
         if (need_file("data.forget", c->forget, e)) return -1;
+        if (method_pairs(m) && need_file("data.forget_alt", c->forget_alt, e))
+            return err_prefix(e, "%s pairs each forget answer with a preferred one (lethe "
+                                 "tokenize --answers data/tofu/idontknow.jsonl)", m->name);
         if (strcmp(c->retain_loss, "none") && c->alpha != 0 && need_file("data.retain", c->retain, e))
             return err_prefix(e, "the %s retain term needs a retain set", c->retain_loss);
     }

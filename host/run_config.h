@@ -15,6 +15,7 @@ typedef struct {
     char model[RUN_PATH_MAX];       // model: the starting checkpoint.h5
     char forget[RUN_PATH_MAX];      // data.forget: token dataset (unlearn: required)
     char retain[RUN_PATH_MAX];      // data.retain: token dataset (required by retain terms)
+    char forget_alt[RUN_PATH_MAX];  // data.forget_alt: idkdpo's preferred answers, paired by index
     char train[RUN_PATH_MAX];       // data.train: finetune's dataset
     char eval_forget[RUN_PATH_MAX]; // eval.forget: held-out forget eval set (optional)
     char eval_retain[RUN_PATH_MAX]; // eval.retain: held-out retain eval set (optional)
@@ -25,7 +26,7 @@ typedef struct {
     char device_dtype[8];           // device.dtype: bf16 | fp32 (cuda)
 
     // ---- method (see host/objective.h for the formulas)
-    char method[32];       // method.name: ga | graddiff | npo | simnpo | wga | satimp | finetune
+    char method[32];       // method.name: ga | graddiff | npo | simnpo | wga | satimp | idknll | idkdpo | finetune
     double beta;           // method.beta (npo 0.1, simnpo 4.5)
     double alpha;          // method.alpha: weight of the retain term
     double gamma;          // method.gamma: weight of the forget term (simnpo 0.125)

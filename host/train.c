@@ -121,14 +121,17 @@ static int sample_targets(const TokenDataset *d, int64_t i) {
     return n;
 }
 
-// Packs samples idx[0..count) into pb and describes them in b.
-static int pack(PackBuf *pb, const TokenDataset *d, const int64_t *idx, int count, Batch *b,
-                Err *e) {
+// Packs samples idx[0..count) of d into pb and describes them in b; with d2 (pairs), the same
+// samples of d2 follow: batch sample count + k is d2's sample idx[k].
+static int pack2(PackBuf *pb, const TokenDataset *d, const TokenDataset *d2, const int64_t *idx,
+                 int count, Batch *b, Err *e) {
     size_t total = 0;
-    for (int k = 0; k < count; k++) total += (size_t)sample_len(d, idx[k]);
-    if (total > pb->cap_tokens || count > pb->cap_samples) {
+    for (int k = 0; k < count; k++)
+        total += (size_t)sample_len(d, idx[k]) + (d2 ? (size_t)sample_len(d2, idx[k]) : 0);
+    const int samples = d2 ? 2 * count : count;
+    if (total > pb->cap_tokens || samples > pb->cap_samples) {
         size_t ct = total > pb->cap_tokens ? total : pb->cap_tokens;
-        int cs = count > pb->cap_samples ? count : pb->cap_samples;
+        int cs = samples > pb->cap_samples ? samples : pb->cap_samples;
         int32_t *t = realloc(pb->tokens, ct * sizeof *t);
         if (t) pb->tokens = t;
         uint8_t *m = realloc(pb->mask, ct);
@@ -141,15 +144,22 @@ static int pack(PackBuf *pb, const TokenDataset *d, const int64_t *idx, int coun
     }
     size_t at = 0;
     pb->offsets[0] = 0;
-    for (int k = 0; k < count; k++) {
-        int64_t a = d->offsets[idx[k]], n = sample_len(d, idx[k]);
-        memcpy(pb->tokens + at, d->tokens + a, (size_t)n * sizeof(int32_t));
-        memcpy(pb->mask + at, d->loss_mask + a, (size_t)n);
+    for (int k = 0; k < samples; k++) {
+        const TokenDataset *from = k < count ? d : d2;
+        const int64_t i = idx[k < count ? k : k - count];
+        int64_t a = from->offsets[i], n = sample_len(from, i);
+        memcpy(pb->tokens + at, from->tokens + a, (size_t)n * sizeof(int32_t));
+        memcpy(pb->mask + at, from->loss_mask + a, (size_t)n);
         at += (size_t)n;
         pb->offsets[k + 1] = (int64_t)at;
     }
-    *b = (Batch){count, at, pb->tokens, pb->offsets, pb->mask};
+    *b = (Batch){samples, at, pb->tokens, pb->offsets, pb->mask};
     return 0;
+}
+
+static int pack(PackBuf *pb, const TokenDataset *d, const int64_t *idx, int count, Batch *b,
+                Err *e) {
+    return pack2(pb, d, NULL, idx, count, b, e);
 }
 
 static void pack_free(PackBuf *pb) {
@@ -159,18 +169,24 @@ static void pack_free(PackBuf *pb) {
 }
 
 // How many of idx[0..count) go into the next micro-batch: at most micro samples and at most
-// budget tokens (a single longer sample still goes alone).
-static int micro_take(const TokenDataset *d, const int64_t *idx, int count, int64_t micro,
-                      int64_t budget) {
+// budget tokens (a single longer sample still goes alone). With d2, a sample counts with its
+// pair's tokens.
+static int micro_take2(const TokenDataset *d, const TokenDataset *d2, const int64_t *idx,
+                       int count, int64_t micro, int64_t budget) {
     int k = 0;
     int64_t tokens = 0;
     while (k < count && k < micro) {
-        int64_t n = sample_len(d, idx[k]);
+        int64_t n = sample_len(d, idx[k]) + (d2 ? sample_len(d2, idx[k]) : 0);
         if (k > 0 && tokens + n > budget) break;
         tokens += n;
         k++;
     }
     return k;
+}
+
+static int micro_take(const TokenDataset *d, const int64_t *idx, int count, int64_t micro,
+                      int64_t budget) {
+    return micro_take2(d, NULL, idx, count, micro, budget);
 }
 
 // ---- the run ----------------------------------------------------------------------------------
@@ -182,8 +198,10 @@ typedef struct {
     LlamaModel model; // the host copy: what the engine computes on (cpu) or mirrors (cuda)
     Engine *engine;
     TokenDataset anchor, retain, eval_forget, eval_retain;
-    int have_retain, have_eval_forget, have_eval_retain;
-    double *ref_sums; // (anchor.n_samples) cached s_i^ref, NPO-family methods
+    TokenDataset alt; // data.forget_alt: the preferred answers of paired methods (idkdpo)
+    int have_retain, have_eval_forget, have_eval_retain, have_alt;
+    double *ref_sums; // cached s_i^ref of the anchor set (NPO family); paired methods: then the
+                      // alt set's, (2 anchor.n_samples) in all
     float *weights;   // per-target weights of one micro-batch
     size_t cap_weights;
     double *s;        // per-sample sums of one micro-batch
@@ -248,11 +266,16 @@ static int dataset_nll(Run *r, const TokenDataset *d, int64_t limit, double *nll
     return rc;
 }
 
-// s_i^ref of every anchor sample under the (still unchanged) start model.
+// s_i^ref of every anchor sample (and of every alt sample, after them) under the (still
+// unchanged) start model.
 static int compute_ref_sums(Run *r, Err *e) {
-    r->ref_sums = calloc((size_t)r->anchor.n_samples, sizeof(double));
+    const int64_t n = r->anchor.n_samples;
+    r->ref_sums = calloc((size_t)n * (r->have_alt ? 2 : 1), sizeof(double));
     if (!r->ref_sums) return err_set(e, "out of memory");
-    return forward_samples(r, &r->anchor, r->anchor.n_samples, r->ref_sums, NULL, e);
+    return forward_samples(r, &r->anchor, n, r->ref_sums, NULL, e) ||
+                   (r->have_alt && forward_samples(r, &r->alt, n, r->ref_sums + n, NULL, e))
+               ? -1
+               : 0;
 }
 
 typedef struct {
@@ -268,19 +291,43 @@ typedef struct {
 static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int count, int kind,
                       StepStats *st, Err *e) {
     const RunConfig *c = r->c;
+    // Paired methods: forget sample i and data.forget_alt's sample i share a micro-batch, the
+    // alt samples after the forget ones, so that pair i's loss can weight both.
+    const TokenDataset *d2 = kind == 0 && r->have_alt ? &r->alt : NULL;
     BatchTotals totals = {count, 0};
     for (int k = 0; k < count; k++) totals.n_targets += sample_targets(d, idx[k]);
     if (totals.n_targets == 0) return 0; // nothing to learn from (all targets masked)
     for (int done = 0; done < count;) {
-        int take = micro_take(d, idx + done, count - done, c->micro_batch_size,
-                              c->max_batch_tokens);
+        int take = micro_take2(d, d2, idx + done, count - done, c->micro_batch_size,
+                               c->max_batch_tokens);
         Batch b;
         timing_start(TIMER_DATA);
-        const int packed = pack(&r->pack, d, idx + done, take, &b, e);
+        const int packed = pack2(&r->pack, d, d2, idx + done, take, &b, e);
         timing_stop(TIMER_DATA);
         if (packed) return -1;
         st->tokens += (int64_t)b.n_tokens;
-        if (ensure_micro_buffers(r, take, b.n_tokens, e)) return -1;
+        if (ensure_micro_buffers(r, b.n_samples, b.n_tokens, e)) return -1;
+        if (d2) {
+            if (r->engine->ops->forward(r->engine, &b, r->s, r->n, e)) return -1;
+            double *dl_ds = malloc((size_t)b.n_samples * sizeof(double));
+            if (!dl_ds) return err_set(e, "out of memory");
+            const int64_t n_anchor = r->anchor.n_samples;
+            for (int k = 0; k < take; k++) {
+                const int64_t i = idx[done + k];
+                st->forget_loss += r->method->forget_pair(
+                    &r->op, r->s[k], r->ref_sums[i], r->s[take + k], r->ref_sums[n_anchor + i],
+                    &totals, &dl_ds[k], &dl_ds[take + k]);
+                st->forget_logprob += r->s[k];
+                st->forget_targets += r->n[k];
+            }
+            const size_t M = r->engine->ops->n_targets(r->engine);
+            const int32_t *ts = r->engine->ops->target_sample(r->engine);
+            for (size_t j = 0; j < M; j++) r->weights[j] = (float)-dl_ds[ts[j]];
+            free(dl_ds);
+            if (r->engine->ops->backward(r->engine, r->weights, e)) return -1;
+            done += take;
+            continue;
+        }
         if (kind == 1 && r->op.retain == RETAIN_KL) {
             if (r->engine->ops->forward_kl(r->engine, &b, r->s, r->n, e)) return -1;
             // alpha * mean over the retain targets of KL(p_ref || p)
@@ -407,6 +454,7 @@ static void run_free(Run *r) {
     llama_free(&r->model);
     dataset_free(&r->anchor);
     if (r->have_retain) dataset_free(&r->retain);
+    if (r->have_alt) dataset_free(&r->alt);
     if (r->have_eval_forget) dataset_free(&r->eval_forget);
     if (r->have_eval_retain) dataset_free(&r->eval_retain);
     free(r->ref_sums);
@@ -426,8 +474,9 @@ static int save_state(Run *r, const char *state_dir, int64_t step, const char *c
                       Err *e) {
     if (r->engine->ops->pull(r->engine, e)) return -1;
     int64_t nm = r->opt.m ? (int64_t)(r->opt.v ? 2 : 1) * (int64_t)r->model.n_params : 0;
+    const int64_t n_ref = r->ref_sums ? r->anchor.n_samples * (r->have_alt ? 2 : 1) : 0;
     RunState s = {step, r->opt.step, (int64_t)r->model.n_params, r->model.params, nm, r->opt.m,
-                  r->ref_sums ? r->anchor.n_samples : 0, r->ref_sums, (char *)config_yaml};
+                  n_ref, r->ref_sums, (char *)config_yaml};
     return run_state_save(state_dir, &s, e);
 }
 
@@ -476,6 +525,18 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
     if (load_dataset(&r->anchor, finetune ? c->train : c->forget,
                      finetune ? "data.train" : "data.forget", V, e))
         goto done;
+    if (method_pairs(r->method)) {
+        if (load_dataset(&r->alt, c->forget_alt, "data.forget_alt", V, e)) goto done;
+        r->have_alt = 1;
+        if (r->alt.n_samples != r->anchor.n_samples) {
+            err_set(e, "data.forget_alt: %s has %lld samples and data.forget %s %lld; %s pairs "
+                       "sample i of each (the same question, with the preferred and the "
+                       "dispreferred answer)",
+                    c->forget_alt, (long long)r->alt.n_samples, c->forget,
+                    (long long)r->anchor.n_samples, c->method);
+            goto done;
+        }
+    }
     if (r->op.retain != RETAIN_NONE && !finetune) {
         if (load_dataset(&r->retain, c->retain, "data.retain", V, e)) goto done;
         r->have_retain = 1;
@@ -529,7 +590,7 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
         }
         if (st0.n_params != (int64_t)r->model.n_params ||
             st0.n_moments != (r->opt.m ? (int64_t)(r->opt.v ? 2 : 1) * st0.n_params : 0) ||
-            (st0.n_ref && st0.n_ref != r->anchor.n_samples)) {
+            (st0.n_ref && st0.n_ref != r->anchor.n_samples * (r->have_alt ? 2 : 1))) {
             err_set(e, "%s: the run state does not match this model and data", state_dir);
             goto done;
         }
@@ -682,10 +743,11 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
     // ---- the unlearned model, with its provenance
     StorageDtype out_dtype = in_dtype;
     if (strcmp(c->out_dtype, "same") != 0 && dtype_parse(c->out_dtype, &out_dtype, e)) goto done;
-    char dig_model[65], dig_anchor[65], dig_retain[65] = "";
+    char dig_model[65], dig_anchor[65], dig_retain[65] = "", dig_alt[65] = "";
     if (sha256_file(c->model, dig_model, e) ||
         sha256_file(finetune ? c->train : c->forget, dig_anchor, e) ||
-        (r->have_retain && sha256_file(c->retain, dig_retain, e)))
+        (r->have_retain && sha256_file(c->retain, dig_retain, e)) ||
+        (r->have_alt && sha256_file(c->forget_alt, dig_alt, e)))
         goto done;
     char steps_txt[32];
     snprintf(steps_txt, sizeof steps_txt, "%lld", (long long)step);
@@ -695,6 +757,7 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
         {"method", c->method},
         {finetune ? "train_sha256" : "forget_sha256", dig_anchor},
         {"retain_sha256", r->have_retain ? dig_retain : NULL},
+        {"forget_alt_sha256", r->have_alt ? dig_alt : NULL},
         {"steps", steps_txt},
         {"config", config_yaml},
     };

@@ -231,11 +231,13 @@ def hf_sums(model, tokens):  # open-unlearning's compute_batch_nll, negated
 METHODS = {"ga": (0.1, 0.0, 1.0, 0.0), "graddiff": (0.1, 1.0, 1.0, 0.0),
            "npo": (0.1, 1.0, 1.0, 0.0), "simnpo": (4.5, 1.0, 0.125, 0.0),
            "wga": (1.0, 1.0, 1.0, 0.0), "satimp": (5.0, 1.0, 0.1, 0.0),
+           "idknll": (0.1, 1.0, 1.0, 0.0), "idkdpo": (0.1, 1.0, 1.0, 0.0),
            "finetune": (0.1, 0.0, 1.0, 0.0)}
 SATIMP_BETA2 = 1.0
 
 
-def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing, token_logp=None):
+def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing, token_logp=None,
+                 alt=None):
     """The step's loss (host/objective.c). For NPO the frozen reference model's s_i^ref of the
     forget batch is computed here, every step, under no_grad (open-unlearning's NPO does this);
     lethe computes it once per run. timing["ref"] gets the reference forward's seconds."""
@@ -251,6 +253,15 @@ def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing, tok
             s_ref = sums(ref, forget)
         timing["ref"] = clock() - t0
         loss = gamma * (-2.0 / beta) * F.logsigmoid(-beta * (s - s_ref)).mean()
+    elif method == "idkdpo":  # open-unlearning's compute_dpo_loss: both references every step
+        s_l, s_w = sums(model, forget), sums(model, alt)
+        t0 = clock()
+        with torch.no_grad():
+            s_l_ref, s_w_ref = sums(ref, forget), sums(ref, alt)
+        timing["ref"] = clock() - t0
+        loss = gamma * (-2.0 / beta) * F.logsigmoid(beta * ((s_w - s_w_ref) - (s_l - s_l_ref))).mean()
+    elif method == "idknll":  # a descent on the forget batch (its answers are refusals)
+        loss = gamma * mean_nll(model, forget)
     elif method in ("wga", "satimp"):
         lp = token_logp(model, forget)
         p = lp.detach().exp()
@@ -297,13 +308,13 @@ def autocast():
 
 
 def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, steps,
-                       token_logp=None):
+                       token_logp=None, alt=None):
     """Median seconds of one step: zero grads, forward(s) and loss, backward, clip_grad_norm_(1.0),
     AdamW step. The split: fwd (forward + loss, including NPO's reference forward), ref (that
     reference forward alone), bwd, opt (clip + AdamW)."""
     import copy
     ref = None
-    if method == "npo":
+    if method in ("npo", "idkdpo"):
         ref = copy.deepcopy(model).eval()
         for p in ref.parameters():
             p.requires_grad_(False)
@@ -316,7 +327,7 @@ def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, st
         opt.zero_grad()
         with autocast():
             out = unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing,
-                               token_logp)
+                               token_logp, alt)
         t1 = clock()
         out.backward()
         t2 = clock()
@@ -410,6 +421,7 @@ def main():
     # target (the data tools/bench_unlearn.sh gives lethe).
     forget = tokens
     retain = torch.randint(0, c["vocab_size"], (args.batch, args.seq)).to(DEVICE)
+    alt = torch.randint(0, c["vocab_size"], (args.batch, args.seq)).to(DEVICE)  # idkdpo's pairs
 
     cfg_lines = torch.__config__.show().strip().splitlines()
     m = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
@@ -458,10 +470,11 @@ def main():
             continue
         for method in methods:
             r, opt_kind = time_unlearn_steps(method, model, mean_nll, sums, forget, retain,
-                                             args.warmup, args.steps, token_logp)
+                                             args.warmup, args.steps, token_logp, alt)
             # Tokens the step learns from: the forget batch, plus the retain batch but for ga (the
             # NPO reference forward is not counted: lethe does not repeat it).
-            n_tok = args.batch * args.seq * (1 if METHODS[method][1] == 0 else 2)
+            n_tok = args.batch * args.seq * ((1 if METHODS[method][1] == 0 else 2) +
+                                             (method == "idkdpo"))
             tok_s = n_tok / (r["median_ms"] / 1e3)
             print(f"torch {which} {method} {preset} B={args.batch} T={args.seq} threads="
                   f"{torch.get_num_threads()}: step median {r['median_ms']:.2f} ms (mean "

@@ -124,4 +124,45 @@ for s in range(3):
 print("ok: TOFU array, array-per-line and _perturbed files give identical samples; "
       "only answer tokens are targets")
 PY
+# --answers: each forget answer replaced by a seeded pick among TOFU's refusal lines (idknll).
+repo=$(cd "$configs/.." && pwd)
+for seed in 3 3 4; do
+  "$lethe" tokenize --model "$m" --input "$repo/data/tofu/forget01.jsonl" \
+    --answers "$repo/data/tofu/idontknow.jsonl" --answers-seed $seed --out "$work/idk$seed.h5" \
+    >/dev/null
+  [ "$seed" = 3 ] && cp "$work/idk3.h5" "$work/idk3a.h5"
+done
+if "$lethe" tokenize --model "$m" --input "$work/qa.jsonl" --answers "$repo/data/tofu/idontknow.jsonl" \
+    --out "$work/idk_bad.h5" 2>"$work/idk_bad.err"; then
+  echo "FAIL: --answers on prompt/completion records succeeded"; exit 1
+fi
+grep -q "record 1 is not a question/answer pair; --answers replaces" "$work/idk_bad.err" ||
+  { cat "$work/idk_bad.err"; echo "FAIL: no clear --answers error"; exit 1; }
+[ ! -e "$work/idk_bad.h5" ] || { echo "FAIL: a failed tokenize wrote its output"; exit 1; }
+$py - "$work" "$repo" "$m" <<'PY'
+import json, sys, h5py, numpy as np
+w, repo, m = sys.argv[1:4]
+lines = [l.rstrip("\r\n") for l in open(f"{repo}/data/tofu/idontknow.jsonl") if l.strip()]
+recs = [json.loads(l) for l in open(f"{repo}/data/tofu/forget01.jsonl")]
+with h5py.File(m, "r") as f:  # the model's vocabulary (llama2.c pieces), to decode the answers
+    pb, po = f["tokenizer/piece_bytes"][...].tobytes(), f["tokenizer/piece_offsets"][...]
+    vocab = [pb[po[i]:po[i + 1]].decode("utf-8", "replace") for i in range(len(po) - 1)]
+def answers(path):
+    with h5py.File(path, "r") as f:
+        tok, off, mask = f["tokens"][...], f["offsets"][...], f["loss_mask"][...]
+    out = []
+    for s in range(len(off) - 1):
+        t = tok[off[s]:off[s + 1]][mask[off[s]:off[s + 1]] == 1]
+        out.append("".join(vocab[i] for i in t).strip())
+    return out
+a, a2, b = answers(f"{w}/idk3.h5"), answers(f"{w}/idk3a.h5"), answers(f"{w}/idk4.h5")
+assert len(a) == len(recs) == 40, (len(a), len(recs))
+norm = {l.strip() for l in lines}
+for i, x in enumerate(a):
+    assert x in norm, (i, x)  # every answer is one of the refusal lines
+assert a == a2 and a != b, "the same seed gives the same picks, another seed others"
+assert len(set(a)) > 10, "the picks vary across records"
+print(f"ok: --answers: 40 forget answers replaced by {len(set(a))} distinct refusal lines, "
+      "seeded")
+PY
 echo PASS

@@ -12,6 +12,10 @@
 #   wga      L = gamma * mean_t(w_t log p_t) + alpha * R, w_t = p_t^beta, detached (mean over all
 #            forget targets t of the batch; open-unlearning's wga.py)
 #   satimp   the same with w_t = p_t^beta (1 - p_t)^beta2 (open-unlearning's satimp.py)
+#   idknll   L = gamma * NLL(F) + alpha * R (F holds the refusal answers: a descent on it)
+#   idkdpo   L = gamma * (-(2/beta) mean_i log sigmoid(beta ((s_w,i - s_w,i^ref) - (s_i - s_i^ref))))
+#            + alpha * R, s_w,i: sample i of the alternate (preferred) set; the torch side
+#            recomputes both reference sums every step (open-unlearning's compute_dpo_loss)
 #   finetune L = NLL(D)
 #   R = NLL(retain batch), or the mean over the retain targets of KL(p_ref || p_theta) with p_ref
 #   the frozen start model. The torch side recomputes s_i^ref with the frozen start model at
@@ -80,6 +84,13 @@ CASES = [
     ("wga_tied_sgd_defaults", "mqa_tied_bias", "unlearn", {"name": "wga"}, SGD),
     ("satimp_untied_sgd", "gqa_untied_bias", "unlearn",
      {"name": "satimp", "beta": 0.5, "beta2": 1.5, "gamma": 2.0, "alpha": 0.8}, SGD),
+    ("idknll_untied_sgd", "gqa_untied_bias", "unlearn",
+     {"name": "idknll", "gamma": 1.4, "alpha": 0.6}, SGD),
+    ("idknll_kl_tied_sgd_defaults", "mqa_tied_bias", "unlearn",
+     {"name": "idknll", "retain_loss": "kl"}, SGD),
+    ("idkdpo_untied_sgd", "gqa_untied_bias", "unlearn",
+     {"name": "idkdpo", "beta": 0.4, "gamma": 1.2, "alpha": 0.5}, SGD_NPO),
+    ("idkdpo_tied_sgd_defaults", "mqa_tied_bias", "unlearn", {"name": "idkdpo"}, SGD_NPO),
     ("satimp_kl_tied_sgd", "mqa_tied_bias", "unlearn",
      {"name": "satimp", "beta": 0.4, "beta2": 2.0, "gamma": 3.0, "alpha": 0.7,
       "retain_loss": "kl"}, SGD),
@@ -88,6 +99,8 @@ CASES = [
     ("graddiff_kl_tied_adamw_clip", "mqa_tied_bias", "unlearn",
      {"name": "graddiff", "alpha": 0.9, "retain_loss": "kl"}, ADAMW),
     ("finetune_tied_adamw_clip", "mqa_tied_bias", "finetune", {}, ADAMW),
+    ("idkdpo_kl_tied_adamw_clip", "mqa_tied_bias", "unlearn",
+     {"name": "idkdpo", "beta": 0.3, "retain_loss": "kl"}, ADAMW),
     ("wga_untied_adamw_clip", "gqa_untied_bias", "unlearn",
      {"name": "wga", "beta": 0.5, "gamma": 8.0, "alpha": 0.5}, ADAMW),
 ]
@@ -100,6 +113,8 @@ METHOD_DEFAULTS = {
     "simnpo": (4.5, 1.0, 0.125, 0.0, "nll"),
     "wga": (1.0, 1.0, 1.0, 0.0, "nll"),
     "satimp": (5.0, 1.0, 0.1, 0.0, "nll"),
+    "idknll": (0.1, 1.0, 1.0, 0.0, "nll"),
+    "idkdpo": (0.1, 1.0, 1.0, 0.0, "nll"),
 }
 BETA2_DEFAULTS = {"satimp": 1.0}  # method.beta2, SatImp's exponent of (1 - p_t)
 
@@ -152,7 +167,7 @@ def kl_sum(cfg, p, p0, data):
 
 # ---- the objectives, from the issue's definitions -------------------------------------------
 
-def torch_loss(kind, mp, cfg, p, p0, forget, retain):
+def torch_loss(kind, mp, cfg, p, p0, forget, retain, alt):
     """Loss and the metrics lethe logs for one step (every sample of both sets)."""
     s, n = tl.sample_sums(cfg, p, *forget)
     S, N = torch.stack(s), torch.tensor(n, dtype=torch.float64)
@@ -176,6 +191,16 @@ def torch_loss(kind, mp, cfg, p, p0, forget, retain):
     elif kind == "simnpo":
         forget_loss = gamma * (-(2.0 / beta) *
                                torch.nn.functional.logsigmoid(beta * (-S / N - delta)).mean())
+    elif kind == "idknll":
+        forget_loss = gamma * nll_f
+    elif kind == "idkdpo":
+        Sw = torch.stack(tl.sample_sums(cfg, p, *alt)[0])
+        with torch.no_grad():  # both reference sums recomputed every step
+            s_ref = torch.stack(tl.sample_sums(cfg, p0, *forget)[0])
+            sw_ref = torch.stack(tl.sample_sums(cfg, p0, *alt)[0])
+        x = (Sw - sw_ref) - (S - s_ref)
+        forget_loss = gamma * (-(2.0 / beta) * torch.nn.functional.logsigmoid(beta * x).mean())
+        extra = float(x.detach().abs().max())
     elif kind in ("wga", "satimp"):
         lp = token_logprobs(cfg, p, *forget)
         prob = lp.detach().exp()
@@ -202,7 +227,7 @@ def torch_loss(kind, mp, cfg, p, p0, forget, retain):
     return loss, met, extra
 
 
-def torch_run(case_kind, mp, opt, cfg, w0, forget, retain):
+def torch_run(case_kind, mp, opt, cfg, w0, forget, retain, alt):
     """Two optimizer steps in float64; returns final params and per-step metrics."""
     p = {k: v.detach().clone().requires_grad_(True) for k, v in w0.items()}
     p0 = {k: v.detach().clone() for k, v in w0.items()}
@@ -218,7 +243,7 @@ def torch_run(case_kind, mp, opt, cfg, w0, forget, retain):
     steps, extras = [], []
     for _ in range(STEPS):
         o.zero_grad()
-        loss, met, extra = torch_loss(case_kind, mp, cfg, p, p0, forget, retain)
+        loss, met, extra = torch_loss(case_kind, mp, cfg, p, p0, forget, retain, alt)
         loss.backward()
         norm = float(torch.sqrt(sum((x.grad ** 2).sum() for x in params)))
         if opt["grad_clip"] > 0:
@@ -257,13 +282,15 @@ def make_data(path, rng, V, lengths, empty=()):
     return tokens, offsets, mask
 
 
-def write_config(path, case, model, forget, retain, out, method, opt):
+def write_config(path, case, model, forget, retain, out, method, opt, alt=None):
     name, _, command, _, _ = case
     lines = [f"model: {model}", f"out: {out}", "output:", "  dtype: float32", "data:"]
     if command == "finetune":
         lines.append(f"  train: {forget}")
     else:
-        lines += [f"  forget: {forget}", f"  retain: {retain}", "method:"]
+        lines += [f"  forget: {forget}", f"  retain: {retain}"]
+        lines += [f"  forget_alt: {alt}"] if alt else []
+        lines += ["method:"]
         lines += [f"  {k}: {v}" for k, v in method.items()]
     lines += ["optim:", f"  name: {opt['name']}", f"  weight_decay: {opt['weight_decay']}",
               f"  grad_clip: {opt['grad_clip']}", "  schedule: constant", "  warmup_steps: 0",
@@ -280,6 +307,7 @@ def main():
     os.makedirs(work)
     t_start = time.time()
     rng = np.random.default_rng(2024)
+    alt_rng = np.random.default_rng(7)  # its own stream: the other sets stay as they were
     models, data = {}, {}
     for name in MODELS:
         V = MODELS[name][6]
@@ -287,12 +315,14 @@ def main():
         fpath, rpath = (os.path.join(work, f"{name}_{k}.h5") for k in ("forget", "retain"))
         forget = make_data(fpath, rng, V, [9, 4, 13, 6, 11, 3, 8])
         retain = make_data(rpath, rng, V, [7, 12, 5, 10, 4, 14, 6], empty=(4,))
-        data[name] = (fpath, forget, rpath, retain)
+        apath = os.path.join(work, f"{name}_alt.h5")  # idkdpo's preferred answers, paired by index
+        alt = make_data(apath, alt_rng, V, [5, 10, 7, 12, 4, 9, 6])
+        data[name] = (fpath, forget, rpath, retain, apath, alt)
 
     failures = []
     for case in CASES:
         cname, mname, command, method, opt = case
-        fpath, forget, rpath, retain = data[mname]
+        fpath, forget, rpath, retain, apath, alt = data[mname]
         cfg, w0 = tl.read_checkpoint(models[mname])
         method = dict(method)
         kind = "finetune" if command == "finetune" else method["name"]
@@ -310,14 +340,15 @@ def main():
         out = os.path.join(work, cname)
         yaml_path = os.path.join(work, cname + ".yaml")
         train_data = rpath if kind == "finetune" else fpath  # finetune: a set with an empty sample
-        write_config(yaml_path, case, models[mname], train_data, rpath, out, method, opt)
+        write_config(yaml_path, case, models[mname], train_data, rpath, out, method, opt,
+                     apath if kind == "idkdpo" else None)
         run([lethe, command, yaml_path, f"optim.lr={opt['lr']}"])  # an override, too
         with open(os.path.join(out, "metrics.jsonl")) as f:
             got_steps = [json.loads(line) for line in f if line.strip()]
         _, w_lethe = tl.read_checkpoint(os.path.join(out, "model.h5"))
 
         t_data = retain if kind == "finetune" else forget
-        w_torch, want_steps, extras = torch_run(kind, mp, opt, cfg, w0, t_data, retain)
+        w_torch, want_steps, extras = torch_run(kind, mp, opt, cfg, w0, t_data, retain, alt)
 
         errs = []
         if len(got_steps) != STEPS:
@@ -361,7 +392,7 @@ def main():
                 if e > METRIC_TOL:
                     errs.append(f"step {step}: {key} {got[key]!r} vs torch {v!r} (rel {e:.2e})")
         note = ""
-        if kind == "npo":
+        if kind in ("npo", "idkdpo"):
             # step 2 must see s_i != s_i^ref, or the reference sums were not exercised
             if not extras[1] > 0.05:
                 errs.append(f"step 2: max |s_i - s_i^ref| = {extras[1]:.3g}; raise the lr")
