@@ -17,8 +17,8 @@
 #include "model_yaml.h"
 #include "strbuf.h"
 
-static const char *const k_methods[] = {"ga",     "graddiff", "npo",    "simnpo",   "wga",
-                                        "satimp", "idknll",   "idkdpo", "finetune"};
+static const char *const k_methods[] = {"ga",     "graddiff", "npo",    "simnpo",      "wga",
+                                        "satimp", "idknll",   "idkdpo", "task_vector", "finetune"};
 static const int k_sgemm_sizes[] = {1024, 1536, 2048};
 #define N_SGEMM_SIZES (int)(sizeof k_sgemm_sizes / sizeof k_sgemm_sizes[0])
 
@@ -375,7 +375,7 @@ int cmd_bench(int argc, char **argv) {
          "model preset: a name of configs/models/ or a YAML path (default s260k)"},
         {"--model", NULL, 0, "a checkpoint .h5 instead of a preset (its weights are the start)"},
         {"--method", "npo", 0,
-         "ga, graddiff, npo, simnpo, wga, satimp, idknll, idkdpo or finetune"},
+         "ga, graddiff, npo, simnpo, wga, satimp, idknll, idkdpo, task_vector or finetune"},
         {"--batch", "8", 0, "B: samples per step (one forget and one retain micro-batch)"},
         {"--seq", "256", 0, "T: tokens per sample"},
         {"--steps", "10", 0, "timed steps (1 to 1024)"},
@@ -430,7 +430,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!is_method(r.method)) {
         err_set(&e, "--method %s is not a method (one of: ga, graddiff, npo, simnpo, wga, satimp, "
-                    "idknll, idkdpo, finetune)",
+                    "idknll, idkdpo, task_vector, finetune)",
                 r.method);
         return cli_fail("bench", &e);
     }

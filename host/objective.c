@@ -100,30 +100,43 @@ static double idkdpo_pair(const ObjectiveParams *p, double s_l, double s_l_ref, 
     return p->gamma * -(2.0 / p->beta) * log_sigmoid(p->beta * x) / F;
 }
 
+// Task-vector negation (Ilharco et al. 2023, "Editing Models with Task Arithmetic"; MUSE's task
+// vector baseline, Shi et al. 2024): the steps fine-tune a copy on the forget set, L = NLL(F),
+// and the result is theta0 - gamma (theta_ft - theta0) (train.c applies it after the last step).
+static double tv_sample(const ObjectiveParams *p, double s, int n, double s_ref,
+                        const BatchTotals *t, double *dloss_ds) {
+    (void)p, (void)n, (void)s_ref;
+    return finetune_sample(s, t, dloss_ds);
+}
+
 // Defaults: open-unlearning's configs/trainer/*.yaml (WGA: beta 1, alpha 1, gamma 1; SatImp:
 // beta1 5, beta2 1, alpha 1, gamma 0.1; both with the NLL retain term).
 static const Method methods[] = {
     {"ga", "gradient ascent: L = -NLL(F)", 0.1, 0.0, 1.0, 0.0, RETAIN_NONE, 0, ga_sample, NULL,
-     0.0, NULL},
+     0.0, NULL, 0},
     {"graddiff", "gradient difference: L = gamma*(-NLL(F)) + alpha*R", 0.1, 1.0, 1.0, 0.0,
-     RETAIN_NLL, 0, ga_sample, NULL, 0.0, NULL},
+     RETAIN_NLL, 0, ga_sample, NULL, 0.0, NULL, 0},
     {"npo", "NPO: L = gamma*(-(2/beta) mean log sigmoid(-beta(s - s_ref))) + alpha*R", 0.1, 1.0,
-     1.0, 0.0, RETAIN_NLL, 1, npo_sample, NULL, 0.0, NULL},
+     1.0, 0.0, RETAIN_NLL, 1, npo_sample, NULL, 0.0, NULL, 0},
     {"simnpo", "SimNPO: L = gamma*(-(2/beta) mean log sigmoid(beta(-s/n - delta))) + alpha*R",
-     4.5, 1.0, 0.125, 0.0, RETAIN_NLL, 0, simnpo_sample, NULL, 0.0, NULL},
+     4.5, 1.0, 0.125, 0.0, RETAIN_NLL, 0, simnpo_sample, NULL, 0.0, NULL, 0},
     {"wga", "WGA: L = gamma*mean_t(p_t^beta log p_t) (weights constant) + alpha*R", 1.0, 1.0,
-     1.0, 0.0, RETAIN_NLL, 0, NULL, wga_token, 0.0, NULL},
+     1.0, 0.0, RETAIN_NLL, 0, NULL, wga_token, 0.0, NULL, 0},
     {"satimp",
      "SatImp: L = gamma*mean_t(p_t^beta (1-p_t)^beta2 log p_t) (weights constant) + alpha*R",
-     5.0, 1.0, 0.1, 0.0, RETAIN_NLL, 0, NULL, satimp_token, 1.0, NULL},
+     5.0, 1.0, 0.1, 0.0, RETAIN_NLL, 0, NULL, satimp_token, 1.0, NULL, 0},
     {"idknll", "IdkNLL: L = gamma*NLL(F with refusal answers) + alpha*R", 0.1, 1.0, 1.0, 0.0,
-     RETAIN_NLL, 0, idknll_sample, NULL, 0.0, NULL},
+     RETAIN_NLL, 0, idknll_sample, NULL, 0.0, NULL, 0},
     {"idkdpo",
      "IdkDPO: L = gamma*(-(2/beta) mean log sigmoid(beta((s_w - s_w_ref) - (s_l - s_l_ref)))) + "
      "alpha*R, w: refusal (data.forget_alt), l: forget answer",
-     0.1, 1.0, 1.0, 0.0, RETAIN_NLL, 1, NULL, NULL, 0.0, idkdpo_pair},
+     0.1, 1.0, 1.0, 0.0, RETAIN_NLL, 1, NULL, NULL, 0.0, idkdpo_pair, 0},
+    {"task_vector",
+     "task-vector negation: fine-tune on F (L = NLL(F)), then theta = theta0 - gamma*(theta - "
+     "theta0)",
+     0.1, 0.0, 1.0, 0.0, RETAIN_NONE, 0, tv_sample, NULL, 0.0, NULL, 1},
     {"finetune", "fine-tuning: L = NLL(D)", 0.1, 0.0, 0.0, 0.0, RETAIN_NONE, 0, NULL, NULL, 0.0,
-     NULL},
+     NULL, 0},
 };
 #define N_METHODS (sizeof methods / sizeof methods[0])
 

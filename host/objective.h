@@ -50,6 +50,7 @@ typedef struct {
     ForgetTokenFn forget_token; // per-target forget term (forget NULL), or NULL
     double beta2;            // default method.beta2 (SatImp)
     ForgetPairFn forget_pair; // per-pair forget term over data.forget and data.forget_alt, or NULL
+    int task_vector;         // the steps fine-tune on F; the result is theta0 - gamma (theta - theta0)
 } Method;
 
 const Method *method_find(const char *name);

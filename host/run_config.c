@@ -47,7 +47,9 @@ static const Key keys[] = {
     S("device.name", device, "auto", "cpu | cuda | auto (the GPU when there is one)"),
     S("device.dtype", device_dtype, "bf16",
       "cuda: bf16 weights/activations (fp32 master, moments) | fp32 (to check against the CPU)"),
-    S("method.name", method, "npo", "ga | graddiff | npo | simnpo | wga | satimp | idknll | idkdpo (finetune: finetune)"),
+    S("method.name", method, "npo",
+      "ga | graddiff | npo | simnpo | wga | satimp | idknll | idkdpo | task_vector (finetune: "
+      "finetune)"),
     F("method.beta", beta, "0.1", "inverse temperature (npo 0.1, simnpo 4.5)"),
     F("method.alpha", alpha, "1.0", "weight of the retain term"),
     F("method.gamma", gamma, "1.0", "weight of the forget term (simnpo 0.125)"),

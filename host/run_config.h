@@ -26,7 +26,7 @@ typedef struct {
     char device_dtype[8];           // device.dtype: bf16 | fp32 (cuda)
 
     // ---- method (see host/objective.h for the formulas)
-    char method[32];       // method.name: ga | graddiff | npo | simnpo | wga | satimp | idknll | idkdpo | finetune
+    char method[32];       // method.name: ga .. idkdpo | task_vector | finetune (objective.c)
     double beta;           // method.beta (npo 0.1, simnpo 4.5)
     double alpha;          // method.alpha: weight of the retain term
     double gamma;          // method.gamma: weight of the forget term (simnpo 0.125)

@@ -749,8 +749,10 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
         (r->have_retain && sha256_file(c->retain, dig_retain, e)) ||
         (r->have_alt && sha256_file(c->forget_alt, dig_alt, e)))
         goto done;
-    char steps_txt[32];
+    char steps_txt[32], scale_txt[32], finetuned_path[RUN_PATH_MAX + 32];
     snprintf(steps_txt, sizeof steps_txt, "%lld", (long long)step);
+    snprintf(scale_txt, sizeof scale_txt, "%.17g", c->gamma);
+    snprintf(finetuned_path, sizeof finetuned_path, "%s/finetuned.h5", c->out);
     ProvenanceEntry prov[] = {
         {"source", c->model},
         {"source_sha256", dig_model},
@@ -760,6 +762,9 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
         {"forget_alt_sha256", r->have_alt ? dig_alt : NULL},
         {"steps", steps_txt},
         {"config", config_yaml},
+        // the result of task_vector only (the fine-tuned copy takes the entries above)
+        {"task_vector_finetuned", r->method->task_vector ? finetuned_path : NULL},
+        {"task_vector_scale", r->method->task_vector ? scale_txt : NULL},
     };
     Tokenizer tok;
     int have_tok = 0;
@@ -770,8 +775,26 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
         ckpt_reader_close(cr);
         if (trc) goto done;
     }
+    int wrc = 0;
+    if (r->method->task_vector) {
+        // The fine-tuned copy is kept beside the result (its provenance stops at the steps), and
+        // the task vector theta_ft - theta0 is subtracted from the start model, gamma times.
+        wrc = model_file_write(finetuned_path, &r->model, have_tok ? &tok : NULL, out_dtype, prov,
+                               sizeof prov / sizeof prov[0] - 2, e);
+        LlamaModel start = {0};
+        if (!wrc) wrc = llama_load_file(&start, c->model, e);
+        if (!wrc) {
+            float *p = r->model.params;
+            const float *p0 = start.params;
+            for (size_t k = 0; k < r->model.n_params; k++)
+                p[k] = (float)((double)p0[k] - c->gamma * ((double)p[k] - (double)p0[k]));
+            wrc = r->engine->ops->push(r->engine, e); // the summary below measures the result
+        }
+        llama_free(&start);
+    }
     snprintf(path, sizeof path, "%s/model.h5", c->out);
-    int wrc = model_file_write(path, &r->model, have_tok ? &tok : NULL, out_dtype, prov,
+    if (!wrc)
+        wrc = model_file_write(path, &r->model, have_tok ? &tok : NULL, out_dtype, prov,
                                sizeof prov / sizeof prov[0], e);
     if (have_tok) tokenizer_free(&tok);
     if (wrc) goto done;

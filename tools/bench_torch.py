@@ -232,6 +232,7 @@ METHODS = {"ga": (0.1, 0.0, 1.0, 0.0), "graddiff": (0.1, 1.0, 1.0, 0.0),
            "npo": (0.1, 1.0, 1.0, 0.0), "simnpo": (4.5, 1.0, 0.125, 0.0),
            "wga": (1.0, 1.0, 1.0, 0.0), "satimp": (5.0, 1.0, 0.1, 0.0),
            "idknll": (0.1, 1.0, 1.0, 0.0), "idkdpo": (0.1, 1.0, 1.0, 0.0),
+           "task_vector": (0.1, 0.0, 1.0, 0.0),  # its steps fine-tune on the forget batch
            "finetune": (0.1, 0.0, 1.0, 0.0)}
 SATIMP_BETA2 = 1.0
 
@@ -242,7 +243,7 @@ def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing, tok
     forget batch is computed here, every step, under no_grad (open-unlearning's NPO does this);
     lethe computes it once per run. timing["ref"] gets the reference forward's seconds."""
     beta, alpha, gamma, delta = METHODS[method]
-    if method == "finetune":
+    if method in ("finetune", "task_vector"):
         loss = mean_nll(model, forget)
     elif method in ("ga", "graddiff"):
         loss = gamma * -mean_nll(model, forget)

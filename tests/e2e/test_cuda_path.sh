@@ -3,8 +3,8 @@
 # run on the CPU by lethe-cuda-harness (the same host code and .cu sources built against the CPU
 # execution harness), against `lethe --device cpu` on the real stories260K model.
 #   methods      one update step of every method (ga; graddiff, npo, simnpo, wga, satimp,
-#                idknll, idkdpo with the NLL retain term; npo with the KL retain term (2 steps);
-#                finetune). fp32 mode: every tensor within 1e-5 relative of the CPU's; every
+#                idknll, idkdpo with the NLL retain term; task_vector; npo with the KL retain term
+#                (2 steps); finetune). fp32 mode: every tensor within 1e-5 relative of the CPU's; every
 #                tensor's update (a linear function of its gradient here, see write_config)
 #                within 1e-3 relative with cosine >= 0.99999 (norm weights, whose gradients are
 #                sums that cancel, reach 1.2e-4; idkdpo's first step, the difference of two
@@ -174,7 +174,7 @@ run_ft() {
 case "$mode" in
 methods)
   for spec in ga:none graddiff:nll npo:nll simnpo:nll wga:nll satimp:nll idknll:nll idkdpo:nll \
-      npo:kl finetune:none; do
+      task_vector:none npo:kl finetune:none; do
     method=${spec%%:*}; retain=${spec##*:}
     # KL(p_ref || p) and its gradient are 0 until the model has moved: the KL run takes 2 steps.
     steps=1; [ "$retain" = kl ] && steps=2

@@ -43,5 +43,9 @@ print(f"ok: {sys.argv[2]:9s} 2 steps, loss {lines[0]['loss']:.4f} -> {lines[1]['
 PY
   n=$((n + 1))
 done
-[ "$n" -ge 8 ] || fail "only $n method configs"
+[ "$n" -ge 9 ] || fail "only $n method configs"
+# task_vector keeps its fine-tuned copy and names both steps in the result's provenance
+[ -s "$work/task_vector/finetuned.h5" ] || fail "task_vector: no finetuned.h5"
+"$lethe" info "$work/task_vector/model.h5" | grep -q "task_vector_scale *1$" ||
+  fail "task_vector: no task_vector_scale in the provenance"
 echo "PASS: $n method configs run end to end"

@@ -16,6 +16,8 @@
 #   idkdpo   L = gamma * (-(2/beta) mean_i log sigmoid(beta ((s_w,i - s_w,i^ref) - (s_i - s_i^ref))))
 #            + alpha * R, s_w,i: sample i of the alternate (preferred) set; the torch side
 #            recomputes both reference sums every step (open-unlearning's compute_dpo_loss)
+#   task_vector  the steps minimise NLL(F) (+ alpha * R); the model written is
+#            w0 - gamma * (w_steps - w0), compared here after applying the same negation
 #   finetune L = NLL(D)
 #   R = NLL(retain batch), or the mean over the retain targets of KL(p_ref || p_theta) with p_ref
 #   the frozen start model. The torch side recomputes s_i^ref with the frozen start model at
@@ -101,6 +103,9 @@ CASES = [
     ("finetune_tied_adamw_clip", "mqa_tied_bias", "finetune", {}, ADAMW),
     ("idkdpo_kl_tied_adamw_clip", "mqa_tied_bias", "unlearn",
      {"name": "idkdpo", "beta": 0.3, "retain_loss": "kl"}, ADAMW),
+    ("task_vector_untied_sgd", "gqa_untied_bias", "unlearn",
+     {"name": "task_vector", "gamma": 0.7}, SGD),
+    ("task_vector_tied_adamw_clip", "mqa_tied_bias", "unlearn", {"name": "task_vector"}, ADAMW),
     ("wga_untied_adamw_clip", "gqa_untied_bias", "unlearn",
      {"name": "wga", "beta": 0.5, "gamma": 8.0, "alpha": 0.5}, ADAMW),
 ]
@@ -115,6 +120,7 @@ METHOD_DEFAULTS = {
     "satimp": (5.0, 1.0, 0.1, 0.0, "nll"),
     "idknll": (0.1, 1.0, 1.0, 0.0, "nll"),
     "idkdpo": (0.1, 1.0, 1.0, 0.0, "nll"),
+    "task_vector": (0.1, 0.0, 1.0, 0.0, "none"),
 }
 BETA2_DEFAULTS = {"satimp": 1.0}  # method.beta2, SatImp's exponent of (1 - p_t)
 
@@ -193,6 +199,8 @@ def torch_loss(kind, mp, cfg, p, p0, forget, retain, alt):
                                torch.nn.functional.logsigmoid(beta * (-S / N - delta)).mean())
     elif kind == "idknll":
         forget_loss = gamma * nll_f
+    elif kind == "task_vector":  # gamma scales the negation, not this loss
+        forget_loss = nll_f
     elif kind == "idkdpo":
         Sw = torch.stack(tl.sample_sums(cfg, p, *alt)[0])
         with torch.no_grad():  # both reference sums recomputed every step
@@ -349,6 +357,8 @@ def main():
 
         t_data = retain if kind == "finetune" else forget
         w_torch, want_steps, extras = torch_run(kind, mp, opt, cfg, w0, t_data, retain, alt)
+        if kind == "task_vector":
+            w_torch = {k: w0[k] - mp[2] * (w_torch[k] - w0[k]) for k in w_torch}
 
         errs = []
         if len(got_steps) != STEPS:
