@@ -14,9 +14,9 @@
 #                >= 0.995 (gradients through five blocks of bf16 activations; measured worst 0.07
 #                and 0.9973), losses and norm within 2e-2. Each run logs the device it ran on.
 #   determinism  two bf16 runs of 3 steps give bit-identical model.h5 tensors and metrics.
-#   resume       a bf16 run stopped by SIGTERM after its first step (status 75, state saved) and
-#                resumed gives the uninterrupted run's bits (the bf16 weights are re-rounded with
-#                the last update's stream).
+#   resume       a bf16 idkdpo run stopped by SIGTERM after its first step (status 75, state
+#                saved) and resumed gives the uninterrupted run's bits (the bf16 weights are
+#                re-rounded with the last update's stream; both cached reference sums reload).
 #   eval         `lethe eval --data` per-sample sums (fp32 within 1e-5, bf16 2e-2) and a TOFU/MUSE
 #                `lethe eval CONFIG` (scores and batched generations with stop strings on the
 #                device; every value within 1e-5 in fp32) vs the CPU.
@@ -204,9 +204,10 @@ determinism)
     "$work/b/metrics.jsonl" || fail "two bf16 runs differ"
   ;;
 resume)
-  write_config "$work/npo.yaml" npo nll 3
-  run "$harness" "$work/npo.yaml" "$work/straight" --device cuda
-  "$harness" unlearn "$work/npo.yaml" out="$work/stopped" --device cuda >"$work/stopped.log" 2>&1 &
+  # idkdpo: the run state also carries both sets' cached reference sums (2 per pair)
+  write_config "$work/dpo.yaml" idkdpo nll 3
+  run "$harness" "$work/dpo.yaml" "$work/straight" --device cuda
+  "$harness" unlearn "$work/dpo.yaml" out="$work/stopped" --device cuda >"$work/stopped.log" 2>&1 &
   pid=$!
   for _ in $(seq 600); do
     [ -s "$work/stopped/metrics.jsonl" ] && break
