@@ -21,7 +21,7 @@ static void usage(const char *command) {
                "OUT/config.yaml and OUT/state/.\n\nmethods (method.name):\n");
         for (const Method *const *m = method_all(); *m; m++)
             if (method_unlearns(*m)) {
-                printf("  %-9s %s\n            defaults: beta %g, alpha %g, gamma %g, delta %g, ",
+                printf("  %-11s %s\n              defaults: beta %g, alpha %g, gamma %g, delta %g, ",
                        (*m)->name, (*m)->summary, (*m)->beta, (*m)->alpha, (*m)->gamma,
                        (*m)->delta);
                 if ((*m)->beta2 != 0) printf("beta2 %g, ", (*m)->beta2);

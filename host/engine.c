@@ -164,7 +164,8 @@ int engine_open(Engine **out, const DeviceRequest *req, LlamaModel *model, Optim
             return g_cuda.open(out, model, opt, with_ref, dt, seed, e);
         }
         if (want_cuda) return err_set(e, "--device cuda: %s", why);
-        fprintf(stderr, "device auto: not the GPU: %s; running on the CPU\n", why);
+        static int said; // once per process: an evaluation opens an engine per model
+        if (!said++) fprintf(stderr, "device auto: not the GPU: %s; running on the CPU\n", why);
     }
     return cpu_open(out, model, opt, with_ref, seed, e);
 }
