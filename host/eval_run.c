@@ -389,6 +389,7 @@ typedef struct {
     int n_results;
     double throughput[MAX_MODELS + 1][4]; // scored samples/s, scored tokens/s, gen tokens/s, s
     DeviceRequest dev;                     // where the models are scored (--device)
+    char device[MAX_MODELS + 1][360];      // the engine each model ran on
 } EvalRun;
 
 static int copy_value(EvalResult *r, const char *from, const char *to) {
@@ -530,6 +531,7 @@ static int eval_one_model(EvalRun *run, const ModelSpec *spec, EvalResult *r, do
                  .max_new_tokens = run->cfg.max_new_tokens, .tmpl = run->cfg.tmpl};
     const EvalConfig *cfg = &run->cfg;
     fprintf(stderr, "eval: %s (%s) on %s\n", spec->name, spec->path, engine->description);
+    snprintf(run->device[run->n_results], sizeof run->device[0], "%s", engine->description);
     for (int s = 0; s < TOFU_SETS; s++) {
         if (!run->tofu[s].n) continue;
         TofuRole role = s == TOFU_SET_FORGET   ? TOFU_FORGET
@@ -797,8 +799,10 @@ static char *build_eval_json(const EvalRun *run, const JsonValue *config_root) {
         sb_printf(&b, "    ");
         sb_json_string(&b, run->results[i].name);
         sb_printf(&b, ": {\"scored_samples_per_s\": %.1f, \"scored_tokens_per_s\": %.1f, "
-                      "\"generated_tokens_per_s\": %.1f, \"seconds\": %.3f}%s\n",
-                  tp[0], tp[1], tp[2], tp[3], i + 1 < run->n_results ? "," : "");
+                      "\"generated_tokens_per_s\": %.1f, \"seconds\": %.3f, \"device\": ",
+                  tp[0], tp[1], tp[2], tp[3]);
+        sb_json_string(&b, run->device[i]);
+        sb_printf(&b, "}%s\n", i + 1 < run->n_results ? "," : "");
     }
     sb_printf(&b, "  },\n  \"samples\": {\n");
     for (int i = 0; i < run->n_results; i++) {

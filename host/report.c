@@ -977,13 +977,20 @@ static void page_throughput(StrBuf *b, const Report *r) {
         } else if (json_is(v, JSON_OBJECT)) {
             for (size_t j = 0; j < json_object_len(v); j++) {
                 const JsonValue *x = json_object_value(v, j);
-                if (!json_is(x, JSON_NUMBER)) continue;
-                svg_format_value(text, json_number(x));
+                const int number = json_is(x, JSON_NUMBER);
+                if (!number && !json_is(x, JSON_STRING)) continue;
                 sb_printf(&rows, "<tr><td>");
                 html_escape(&rows, key);
                 sb_printf(&rows, ".");
                 html_escape(&rows, json_object_key(v, j));
-                sb_printf(&rows, "</td><td class=\"num\">%s</td></tr>\n", text);
+                if (number) {
+                    svg_format_value(text, json_number(x));
+                    sb_printf(&rows, "</td><td class=\"num\">%s</td></tr>\n", text);
+                } else { // the device a model ran on
+                    sb_printf(&rows, "</td><td>");
+                    html_escape(&rows, json_string(x, NULL));
+                    sb_printf(&rows, "</td></tr>\n");
+                }
             }
         }
     }

@@ -275,6 +275,8 @@ print(f"  eval --data: {len(a['samples'])} per-sample sums, fp32 within 1e-5, bf
 ea, eb = (json.load(open(f"{w}/eval-{k}/eval.json")) for k in ("cpu", "fp32"))
 va, vb = ea["values"]["target"], eb["values"]["target"]
 assert va.keys() == vb.keys() and len(va) >= 10, (len(va), len(vb))
+assert ea["throughput"]["target"]["device"] == "cpu (float32)", ea["throughput"]
+assert eb["throughput"]["target"]["device"].startswith("CUDA device"), eb["throughput"]
 worst = 0.0
 for key, x in va.items():
     y = vb[key]
