@@ -914,6 +914,8 @@ int eval_run_config(const char *config_path, const char *out_override, const Dev
         if (!strcmp(run->results[i].name, cfg->gold)) gold = &run->results[i];
     if (!gold && *cfg->gold_eval) {
         if (load_gold_eval(cfg->gold_eval, cfg->gold, &run->results[run->n_results], e)) goto done;
+        snprintf(run->device[run->n_results], sizeof run->device[0], "(read from %.300s)",
+                 cfg->gold_eval);
         gold = &run->results[run->n_results++];
     }
     if (gold && compare_with_gold(run, gold, e)) goto done;

@@ -16,7 +16,6 @@
 #     them, in numpy float64 and plain Python loops.
 # Run with Debian's /usr/bin/python3 (python3-scipy, python3-numpy, python3-nltk):
 #   test_eval_stats_vs_scipy.py DRIVER TOFU_DIR [TINYSHAKESPEARE_TXT]
-import glob
 import json
 import os
 import re
@@ -167,7 +166,8 @@ def check_hmean(driver, rng):
 
 def tofu_texts(tofu_dir):
     answers, texts = [], []
-    for path in sorted(glob.glob(os.path.join(tofu_dir, "*.jsonl"))):
+    # the question/answer files (idontknow.jsonl is plain refusal lines, not JSON)
+    for path in (os.path.join(tofu_dir, n) for n in ("forget01.jsonl", "retain99_first400.jsonl")):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 record = json.loads(line)
