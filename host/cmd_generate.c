@@ -8,9 +8,9 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "engine.h"
 #include "generate.h"
 #include "llama.h"
-#include "engine.h"
 #include "llama_q8.h"
 #include "tokenizer.h"
 
