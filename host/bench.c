@@ -289,6 +289,7 @@ int bench_run_steps(const BenchSpec *s, const char *workdir, BenchSteps *out, Er
     }
     timing_enable(0);
     snprintf(out->device, sizeof out->device, "%s", train_last_device(&out->on_gpu));
+    out->peak_device_mib = (double)train_last_device_peak() / (1024.0 * 1024.0);
     out->tokens_per_step = s->batch * s->seq * (1 + has_retain + paired);
     return rc ? err_prefix(e, "the %s run", command) : 0;
 }

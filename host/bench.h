@@ -50,6 +50,7 @@ typedef struct {
     double part_mean_s[TIMER_COUNT]; // mean seconds per timed step; [TIMER_STEP] = mean_s
     char device[360];                // the engine the steps ran on (train_last_device)
     int on_gpu;
+    double peak_device_mib;          // on a GPU: the most device memory in use after a step
 } BenchSteps;
 
 // A fresh private directory under $TMPDIR (or /tmp); bench_workdir_remove deletes it and all it

@@ -230,6 +230,8 @@ static void print_json(const Report *r) {
                   i < N_PARTS ? timing_name(k_parts[i]) : "other", part_ms(r, i));
     sb_printf(&b, "}, \"peak_rss_mib\": ");
     json_number_or_null(&b, r->peak_rss_mib);
+    sb_printf(&b, ", \"peak_device_mib\": ");
+    json_number_or_null(&b, r->st.on_gpu ? r->st.peak_device_mib : NAN);
     sb_printf(&b, ", \"flops_per_token\": %.10g, \"peak_flops\": %.10g, \"peak_source\": ",
               r->flops_per_token, r->peak_flops);
     char source[128];
@@ -316,6 +318,9 @@ static void print_table(const Report *r) {
            1e3 * r->st.median_s, 1e3 * r->st.min_s, 1e3 * r->st.mean_s, 1e3 * r->st.max_s);
     printf("  %-30s %s\n", "tokens/s", thousands(r->tokens_per_s, t1, sizeof t1));
     printf("  %-30s %.1f MiB\n", "peak resident memory", r->peak_rss_mib);
+    if (r->st.on_gpu)
+        printf("  %-30s %.1f MiB (cudaMemGetInfo: total - free, after each step)\n",
+               "peak device memory in use", r->st.peak_device_mib);
     printf("  %-30s %.4g M (6N + 12 L H hd T, N = %s in matmuls)\n", "FLOPs per token (PaLM)",
            r->flops_per_token / 1e6, thousands(r->n_matmul, t2, sizeof t2));
     if (r->st.on_gpu) {

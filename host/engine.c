@@ -95,6 +95,12 @@ static GenDecoder *cpu_decoder(Engine *g) {
     return NULL;
 }
 
+static int cpu_device_memory(Engine *g, size_t *in_use, Err *e) {
+    (void)g, (void)e;
+    *in_use = 0;
+    return 0;
+}
+
 static void cpu_destroy(Engine *g) {
     CpuEngine *c = cpu(g);
     llama_acts_free(c->acts);
@@ -108,7 +114,7 @@ static const EngineOps cpu_ops = {cpu_forward,       cpu_forward_kl, cpu_n_targe
                                   cpu_target_sample, cpu_target_logprob, cpu_target_stats,
                                   cpu_backward,      cpu_zero_grads, cpu_grad_norm,
                                   cpu_step,          cpu_sync,       cpu_sync,
-                                  cpu_decoder,       cpu_destroy};
+                                  cpu_decoder,       cpu_device_memory, cpu_destroy};
 
 static int cpu_open(Engine **out, LlamaModel *model, Optimizer *opt, int with_ref, uint64_t seed,
                     Err *e) {

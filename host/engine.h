@@ -42,6 +42,9 @@ typedef struct {
     // The decoder of generate_batch on this engine (GenerateOptions.decoder), or NULL: decode
     // on the CPU from the host model.
     GenDecoder *(*decoder)(Engine *g);
+    // Device memory in use now (CUDA: total - free from cudaMemGetInfo, which includes the
+    // context and other processes, as nvidia-smi shows it); 0 on the CPU.
+    int (*device_memory)(Engine *g, size_t *in_use, Err *e);
     void (*destroy)(Engine *g);
 } EngineOps;
 

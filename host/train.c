@@ -32,6 +32,9 @@
 static volatile sig_atomic_t g_stop_signal = 0;
 static char g_last_device[360];
 static int g_last_device_gpu;
+static size_t g_last_device_peak;
+
+size_t train_last_device_peak(void) { return g_last_device_peak; }
 
 const char *train_last_device(int *is_gpu) {
     if (is_gpu) *is_gpu = g_last_device_gpu;
@@ -571,6 +574,7 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
         goto done;
     snprintf(g_last_device, sizeof g_last_device, "%s", r->engine->description);
     g_last_device_gpu = r->engine->kind == ENGINE_CUDA;
+    g_last_device_peak = 0;
 
     // ---- the "before" numbers (start model) and the cached reference sums
     double before_anchor = NAN, before_retain = NAN;
@@ -664,6 +668,9 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
         if (r->engine->ops->step(r->engine, lr, norm, c->grad_clip, e)) goto done;
         timing_stop(TIMER_OPTIMIZER);
         timing_stop(TIMER_STEP);
+        size_t in_use;
+        if (r->engine->ops->device_memory(r->engine, &in_use, e)) goto done;
+        if (in_use > g_last_device_peak) g_last_device_peak = in_use;
         step++;
         tokens_done += st.tokens;
         const double dt = now_seconds() - t0, elapsed = now_seconds() - t_start;

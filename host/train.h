@@ -18,6 +18,8 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e);
 // The engine of the last train_run ("cpu (float32)", "CUDA device 0 (NAME), bfloat16") and
 // whether it was a GPU, for `lethe bench`; "" before any run.
 const char *train_last_device(int *is_gpu);
+// The most device memory in use after any step of the last train_run (bytes; 0 on the CPU).
+size_t train_last_device_peak(void);
 
 // Installs SIGTERM/SIGUSR1 handlers that make train_run save its state and stop after the
 // current step.

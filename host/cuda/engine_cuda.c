@@ -164,6 +164,14 @@ static int dec_decode(GenDecoder *dec, const int32_t *slot, const int32_t *pos,
 
 static GenDecoder *e_decoder(Engine *g) { return &cu(g)->decoder; }
 
+static int e_device_memory(Engine *g, size_t *in_use, Err *e) {
+    (void)g;
+    size_t free_b = 0, total_b = 0;
+    ENGINE_TRY(e, cudaMemGetInfo(&free_b, &total_b));
+    *in_use = total_b - free_b;
+    return 0;
+}
+
 static void e_destroy(Engine *g) {
     CudaEngine *c = cu(g);
     llama_cuda_free(c->model);
@@ -179,7 +187,7 @@ static const EngineOps cuda_ops = {e_forward,       e_forward_kl,     e_n_target
                                    e_target_sample, e_target_logprob, e_target_stats,
                                    e_backward,      e_zero_grads,     e_grad_norm,
                                    e_step,          e_pull,           e_push,
-                                   e_decoder,       e_destroy};
+                                   e_decoder,       e_device_memory,  e_destroy};
 
 static int alloc_state(CudaEngine *c, size_t n, Err *e) {
     size_t free_b = 0, total_b = 0;

@@ -26,11 +26,14 @@ def fail(msg):
 keys = ["bench", "version", "device", "device_requested", "device_name", "model", "model_source",
         "config", "method", "batch", "seq", "steps", "warmup", "threads", "seed", "params",
         "matmul_params", "tokens_per_step", "median_ms", "min_ms", "mean_ms", "max_ms", "step_ms",
-        "tokens_per_s", "split_ms", "peak_rss_mib", "flops_per_token", "peak_flops",
+        "tokens_per_s", "split_ms", "peak_rss_mib", "peak_device_mib", "flops_per_token",
+        "peak_flops",
         "peak_source", "sgemm_gflops", "mfu", "openblas_core", "load_avg", "peer", "notes"]
 missing = [k for k in keys if k not in r]
 if missing:
     fail(f"keys missing: {missing}")
+if r["peak_device_mib"] is not None:
+    fail(f"peak_device_mib {r['peak_device_mib']} on the CPU (want null)")
 split_keys = ["forward", "classifier_forward", "backward", "classifier_backward", "optimizer",
               "data", "other"]
 if sorted(r["split_ms"]) != sorted(split_keys):

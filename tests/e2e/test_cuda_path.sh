@@ -330,6 +330,8 @@ for part in ("forward", "classifier_forward", "backward", "classifier_backward",
 # The harness's device has no datasheet peak (no MFU); an H100 has one.
 assert (r["mfu"] is None) == (r["peak_flops"] == 0), (r["mfu"], r["peak_flops"])
 assert r["peak_source"] == "datasheet dense bf16", r["peak_source"]
+# the s260k weights, gradients, moments and activations at least (3 MiB and more)
+assert r["peak_device_mib"] is not None and r["peak_device_mib"] > 3, r["peak_device_mib"]
 print(f"  bench --device cuda: {r['tokens_per_s']:.0f} tokens/s under the harness, split {split}")
 PY
   ;;
