@@ -122,9 +122,12 @@ static int e_pull(Engine *g, Err *e) {
     CudaEngine *c = cu(g);
     if (llama_cuda_download_params(c->model, g->model->params, e)) return -1;
     if (g->opt && c->m) {
+        // On the model's stream (non-blocking: the legacy default stream would not order them).
+        cudaStream_t st = (cudaStream_t)c->buf.stream;
         const size_t bytes = g->model->n_params * sizeof(float);
-        ENGINE_TRY(e, cudaMemcpy(g->opt->m, c->m, bytes, cudaMemcpyDeviceToHost));
-        ENGINE_TRY(e, cudaMemcpy(g->opt->v, c->v, bytes, cudaMemcpyDeviceToHost));
+        ENGINE_TRY(e, cudaMemcpyAsync(g->opt->m, c->m, bytes, cudaMemcpyDeviceToHost, st));
+        ENGINE_TRY(e, cudaMemcpyAsync(g->opt->v, c->v, bytes, cudaMemcpyDeviceToHost, st));
+        ENGINE_TRY(e, cudaStreamSynchronize(st));
     }
     return 0;
 }
@@ -136,9 +139,11 @@ static int e_push(Engine *g, Err *e) {
     CudaEngine *c = cu(g);
     if (llama_cuda_upload_params(c->model, g->model->params, e)) return -1;
     if (!g->opt || !c->m) return 0;
+    cudaStream_t st = (cudaStream_t)c->buf.stream;
     const size_t bytes = g->model->n_params * sizeof(float);
-    ENGINE_TRY(e, cudaMemcpy(c->m, g->opt->m, bytes, cudaMemcpyHostToDevice));
-    ENGINE_TRY(e, cudaMemcpy(c->v, g->opt->v, bytes, cudaMemcpyHostToDevice));
+    ENGINE_TRY(e, cudaMemcpyAsync(c->m, g->opt->m, bytes, cudaMemcpyHostToDevice, st));
+    ENGINE_TRY(e, cudaMemcpyAsync(c->v, g->opt->v, bytes, cudaMemcpyHostToDevice, st));
+    ENGINE_TRY(e, cudaStreamSynchronize(st));
     if (c->buf.params16 && g->opt->step > 0) {
         for (int i = 0; i < g->model->n_tensors; i++) {
             if (!g->opt->trainable[i]) continue;
@@ -201,10 +206,13 @@ static int alloc_state(CudaEngine *c, size_t n, Err *e) {
                        total_b >> 20);
     ENGINE_TRY(e, cudaMalloc((void **)&c->m, n * sizeof(float)));
     ENGINE_TRY(e, cudaMalloc((void **)&c->v, n * sizeof(float)));
-    ENGINE_TRY(e, cudaMemset(c->m, 0, n * sizeof(float)));
-    ENGINE_TRY(e, cudaMemset(c->v, 0, n * sizeof(float)));
     ENGINE_TRY(e, cudaMalloc((void **)&c->norm_partial, CUDA_GRAD_NORM_SLOTS * sizeof(double)));
     ENGINE_TRY(e, cudaMalloc((void **)&c->norm, sizeof(double)));
+    // Zeroed on the model's stream, which is non-blocking: ordered before the first update.
+    cudaStream_t st = (cudaStream_t)c->buf.stream;
+    ENGINE_TRY(e, cudaMemsetAsync(c->m, 0, n * sizeof(float), st));
+    ENGINE_TRY(e, cudaMemsetAsync(c->v, 0, n * sizeof(float), st));
+    ENGINE_TRY(e, cudaStreamSynchronize(st));
     return 0;
 }
 
@@ -234,12 +242,15 @@ int engine_cuda_open(Engine **out, LlamaModel *model, Optimizer *opt, int with_r
     c->base = (Engine){&cuda_ops, ENGINE_CUDA, "", model, opt, seed};
     c->decoder = (GenDecoder){dec_reserve, dec_decode};
     if (llama_cuda_create(&c->model, model, dtype, e) ||
-        (with_ref && llama_cuda_create_frozen(&c->ref, model, dtype, e)) ||
-        (opt && alloc_state(c, model->n_params, e))) {
+        (with_ref && llama_cuda_create_frozen(&c->ref, model, dtype, e))) {
         e_destroy(&c->base);
         return -1;
     }
     c->buf = llama_cuda_buffers(c->model);
+    if (opt && alloc_state(c, model->n_params, e)) {
+        e_destroy(&c->base);
+        return -1;
+    }
     snprintf(c->base.description, sizeof c->base.description, "%.300s, %s",
              llama_cuda_device_name(c->model), dtype == LETHE_F32 ? "float32" : "bfloat16");
     *out = &c->base;
