@@ -256,7 +256,8 @@ int cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, cons
                             int hd, LetheDtype dtype, LetheStream stream);
 
 // ---- CUDA twins: decoding over a KV cache ----------------------------------------------------
-// kernels/cuda/decode.cu (and the logits product in matmul.cu). Index arrays are in DEVICE memory.
+// kernels/cuda/decode.cu (RoPE at positions in rope.cu, the logits product in matmul.cu). Index
+// arrays are in DEVICE memory.
 // RoPE in place on x (N, n_heads, hd) where row t is at absolute position pos[t] (int32, N
 // entries): rope_forward_at applied to each row, with rope_forward's rounding of the angles.
 int cuda_rope_forward_at(void *x, const int32_t *pos, size_t N, int n_heads, int hd, float theta,

@@ -1,5 +1,5 @@
-// CUDA twin of kernels/cpu/decode.c, for generation on the device: RoPE at absolute positions,
-// the append of K/V rows to a cache, and one query row per sequence attending to its cache.
+// CUDA twin of kernels/cpu/decode.c, for generation on the device: the append of K/V rows to a
+// cache, and one query row per sequence attending to its cache (RoPE at positions: rope.cu).
 #include "common.cuh"
 
 #include <limits.h>
@@ -7,59 +7,11 @@
 
 namespace {
 
-// ---- RoPE at absolute positions ------------------------------------------------------------
-// As rope.cu: the inverse frequencies come from the host with the CPU twin's very expression
-// (1 / powf(theta, 2i / hd) in float), since one ulp of a frequency moves the angle at position
-// 4096 by 2e-4 rad; they travel as a kernel parameter (512 bytes at most).
-constexpr int kMaxHalf = 128;  // hd <= 256
-struct InvFreq {
-    float v[kMaxHalf];
-};
-
-// One block per row (grid-stride past 64K rows); thread t rotates pair t % half of heads
-// t / half, t / half + heads_per_block, ..., with its cos/sin computed once per row.
-// blockDim = half * heads_per_block <= 256. x (N, n_heads, hd), pos (N).
-constexpr size_t kMaxRowBlocks = 65536;
-
-template <typename T>
-__global__ void rope_at_kernel(T *__restrict__ x, const int32_t *__restrict__ pos, size_t N,
-                               int n_heads, int hd, InvFreq inv_freq) {
-    const int half = hd / 2;
-    const int i = threadIdx.x % half, h0 = threadIdx.x / half;
-    const int heads_per_block = blockDim.x / half;
-    for (size_t n = blockIdx.x; n < N; n += gridDim.x) {
-        const float angle = (float)pos[n] * inv_freq.v[i];
-        const float c = cosf(angle), s = sinf(angle);
-        for (int h = h0; h < n_heads; h += heads_per_block) {
-            T *xh = x + (n * n_heads + h) * (size_t)hd;
-            const float a = load_f32(xh + i), b = load_f32(xh + i + half);
-            store_f32(xh + i, a * c - b * s);
-            store_f32(xh + i + half, b * c + a * s);
-        }
-    }
-}
-
-template <typename T>
-int rope_at(void *x, const int32_t *pos, size_t N, int n_heads, int hd, float theta,
-            cudaStream_t stream) {
-    if (hd <= 0 || hd % 2 != 0 || hd / 2 > kMaxHalf) return (int)cudaErrorInvalidValue;
-    if (N == 0 || n_heads <= 0) return 0;
-    const int half = hd / 2;
-    InvFreq inv_freq = {};
-    for (int i = 0; i < half; i++) inv_freq.v[i] = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-    int heads_per_block = 256 / half;
-    if (heads_per_block > n_heads) heads_per_block = n_heads;
-    const dim3 grid((unsigned)(N < kMaxRowBlocks ? N : kMaxRowBlocks));
-    auto kernel = rope_at_kernel<T>;
-    LETHE_LAUNCH(kernel, grid, half * heads_per_block, 0, stream)(static_cast<T *>(x), pos, N,
-                                                                   n_heads, hd, inv_freq);
-    LETHE_CUDA_CHECK(cudaGetLastError());
-    return 0;
-}
-
 // ---- row scatter -----------------------------------------------------------------------------
 // One block per source row (grid-stride past 64K rows), threads over its columns. The elements
 // are copied as unsigned integers of their width: bits, not values.
+constexpr size_t kMaxRowBlocks = 65536;
+
 int row_threads(int width) {
     const int rounded = (width + 31) / 32 * 32;
     return rounded < 256 ? rounded : 256;
@@ -247,14 +199,6 @@ int attention_decode_hd(void *out, const void *q, const void *k, const void *v,
 }
 
 }  // namespace
-
-// Launch configuration: grid min(N, 64K) blocks, half * min(256 / half, n_heads) threads, as
-// cuda_rope_forward.
-extern "C" int cuda_rope_forward_at(void *x, const int32_t *pos, size_t N, int n_heads, int hd,
-                                    float theta, LetheDtype dtype, LetheStream stream) {
-    return dtype == LETHE_BF16 ? rope_at<__nv_bfloat16>(x, pos, N, n_heads, hd, theta, stream)
-                               : rope_at<float>(x, pos, N, n_heads, hd, theta, stream);
-}
 
 // Launch configuration: grid min(n, 64K) blocks of min(width rounded up to 32, 256) threads.
 extern "C" int cuda_rows_scatter(void *dst, const int64_t *dst_row, const void *src, size_t n,
