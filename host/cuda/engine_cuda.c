@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_try.h"
 #include "llama_cuda.h"
 
 typedef struct {
@@ -27,23 +28,6 @@ static const CudaEngine *cu_c(const Engine *g) {
     return (const CudaEngine *)((const char *)g - offsetof(CudaEngine, base));
 }
 
-static int cuda_call_failed(Err *e, const char *file, int line, const char *call, int rc) {
-    const cudaError_t err = (cudaError_t)rc;
-    return err_set(e, "%s:%d: %s failed: %s (%s)%s", file, line, call, cudaGetErrorName(err),
-                   cudaGetErrorString(err),
-                   err == cudaErrorMemoryAllocation
-                       ? ". HINT: the device is out of memory; use smaller batches or shorter "
-                         "sequences, or train fewer tensors (optim.train_only)"
-                       : "");
-}
-
-// Every runtime call and kernel launcher: on failure the message names the file, line and call.
-#define ENGINE_TRY(e, call)                                                                   \
-    do {                                                                                      \
-        const int engine_try_rc = (int)(call);                                                \
-        if (engine_try_rc != 0)                                                               \
-            return cuda_call_failed(e, __FILE__, __LINE__, #call, engine_try_rc);             \
-    } while (0)
 
 // A seed of its own for each tensor's stochastic rounding, from the run's seed.
 static uint64_t tensor_seed(uint64_t seed, int tensor) {
@@ -81,16 +65,16 @@ static int e_grad_norm(Engine *g, double *norm, Err *e) {
     CudaEngine *c = cu(g);
     if (!g->opt) return err_set(e, "grad_norm: the engine has no optimizer");
     cudaStream_t st = (cudaStream_t)c->buf.stream;
-    ENGINE_TRY(e, cudaMemsetAsync(c->norm_partial, 0, CUDA_GRAD_NORM_SLOTS * sizeof(double), st));
+    CUDA_TRY(e, cudaMemsetAsync(c->norm_partial, 0, CUDA_GRAD_NORM_SLOTS * sizeof(double), st));
     for (int i = 0; i < g->model->n_tensors; i++) {
         if (!g->opt->trainable[i]) continue;
         const ParamTensor *t = &g->model->tensors[i];
-        ENGINE_TRY(e, cuda_grad_norm_accumulate(c->norm_partial, c->buf.grads + t->offset,
+        CUDA_TRY(e, cuda_grad_norm_accumulate(c->norm_partial, c->buf.grads + t->offset,
                                                 t->numel, st));
     }
-    ENGINE_TRY(e, cuda_grad_norm_finish(c->norm, c->norm_partial, st));
-    ENGINE_TRY(e, cudaMemcpyAsync(norm, c->norm, sizeof(double), cudaMemcpyDeviceToHost, st));
-    ENGINE_TRY(e, cudaStreamSynchronize(st));
+    CUDA_TRY(e, cuda_grad_norm_finish(c->norm, c->norm_partial, st));
+    CUDA_TRY(e, cudaMemcpyAsync(norm, c->norm, sizeof(double), cudaMemcpyDeviceToHost, st));
+    CUDA_TRY(e, cudaStreamSynchronize(st));
     return 0;
 }
 
@@ -106,7 +90,7 @@ static int e_step(Engine *g, double lr, double norm, double max_norm, Err *e) {
     for (int i = 0; i < g->model->n_tensors; i++) {
         if (!o->trainable[i]) continue;
         const ParamTensor *t = &g->model->tensors[i];
-        ENGINE_TRY(e, cuda_adamw_update(c->buf.params + t->offset, c->m + t->offset,
+        CUDA_TRY(e, cuda_adamw_update(c->buf.params + t->offset, c->m + t->offset,
                                         c->v + t->offset,
                                         c->buf.params16 ? c->buf.params16 + t->offset : NULL,
                                         c->buf.grads + t->offset, t->numel, lr, oc->beta1,
@@ -114,7 +98,7 @@ static int e_step(Engine *g, double lr, double norm, double max_norm, Err *e) {
                                         o->step, c->norm, max_norm, tensor_seed(g->seed, i),
                                         c->buf.stream));
     }
-    ENGINE_TRY(e, cudaStreamSynchronize((cudaStream_t)c->buf.stream));
+    CUDA_TRY(e, cudaStreamSynchronize((cudaStream_t)c->buf.stream));
     return 0;
 }
 
@@ -125,9 +109,9 @@ static int e_pull(Engine *g, Err *e) {
         // On the model's stream (non-blocking: the legacy default stream would not order them).
         cudaStream_t st = (cudaStream_t)c->buf.stream;
         const size_t bytes = g->model->n_params * sizeof(float);
-        ENGINE_TRY(e, cudaMemcpyAsync(g->opt->m, c->m, bytes, cudaMemcpyDeviceToHost, st));
-        ENGINE_TRY(e, cudaMemcpyAsync(g->opt->v, c->v, bytes, cudaMemcpyDeviceToHost, st));
-        ENGINE_TRY(e, cudaStreamSynchronize(st));
+        CUDA_TRY(e, cudaMemcpyAsync(g->opt->m, c->m, bytes, cudaMemcpyDeviceToHost, st));
+        CUDA_TRY(e, cudaMemcpyAsync(g->opt->v, c->v, bytes, cudaMemcpyDeviceToHost, st));
+        CUDA_TRY(e, cudaStreamSynchronize(st));
     }
     return 0;
 }
@@ -141,19 +125,19 @@ static int e_push(Engine *g, Err *e) {
     if (!g->opt || !c->m) return 0;
     cudaStream_t st = (cudaStream_t)c->buf.stream;
     const size_t bytes = g->model->n_params * sizeof(float);
-    ENGINE_TRY(e, cudaMemcpyAsync(c->m, g->opt->m, bytes, cudaMemcpyHostToDevice, st));
-    ENGINE_TRY(e, cudaMemcpyAsync(c->v, g->opt->v, bytes, cudaMemcpyHostToDevice, st));
-    ENGINE_TRY(e, cudaStreamSynchronize(st));
+    CUDA_TRY(e, cudaMemcpyAsync(c->m, g->opt->m, bytes, cudaMemcpyHostToDevice, st));
+    CUDA_TRY(e, cudaMemcpyAsync(c->v, g->opt->v, bytes, cudaMemcpyHostToDevice, st));
+    CUDA_TRY(e, cudaStreamSynchronize(st));
     if (c->buf.params16 && g->opt->step > 0) {
         for (int i = 0; i < g->model->n_tensors; i++) {
             if (!g->opt->trainable[i]) continue;
             const ParamTensor *t = &g->model->tensors[i];
-            ENGINE_TRY(e, cuda_bf16_round_stochastic(c->buf.params16 + t->offset,
+            CUDA_TRY(e, cuda_bf16_round_stochastic(c->buf.params16 + t->offset,
                                                      c->buf.params + t->offset, t->numel,
                                                      tensor_seed(g->seed, i), g->opt->step,
                                                      c->buf.stream));
         }
-        ENGINE_TRY(e, cudaStreamSynchronize((cudaStream_t)c->buf.stream));
+        CUDA_TRY(e, cudaStreamSynchronize((cudaStream_t)c->buf.stream));
     }
     return 0;
 }
@@ -172,7 +156,7 @@ static GenDecoder *e_decoder(Engine *g) { return &cu(g)->decoder; }
 static int e_device_memory(Engine *g, size_t *in_use, Err *e) {
     (void)g;
     size_t free_b = 0, total_b = 0;
-    ENGINE_TRY(e, cudaMemGetInfo(&free_b, &total_b));
+    CUDA_TRY(e, cudaMemGetInfo(&free_b, &total_b));
     *in_use = total_b - free_b;
     return 0;
 }
@@ -196,7 +180,7 @@ static const EngineOps cuda_ops = {e_forward,       e_forward_kl,     e_n_target
 
 static int alloc_state(CudaEngine *c, size_t n, Err *e) {
     size_t free_b = 0, total_b = 0;
-    ENGINE_TRY(e, cudaMemGetInfo(&free_b, &total_b));
+    CUDA_TRY(e, cudaMemGetInfo(&free_b, &total_b));
     const size_t bytes = 2 * n * sizeof(float);
     if (bytes > free_b)
         return err_set(e, "out of device memory: the AdamW moments of %zu parameters need %zu MiB, "
@@ -204,15 +188,15 @@ static int alloc_state(CudaEngine *c, size_t n, Err *e) {
                           "use a device with more memory, or --device cpu",
                        n, bytes >> 20, llama_cuda_device_name(c->model), free_b >> 20,
                        total_b >> 20);
-    ENGINE_TRY(e, cudaMalloc((void **)&c->m, n * sizeof(float)));
-    ENGINE_TRY(e, cudaMalloc((void **)&c->v, n * sizeof(float)));
-    ENGINE_TRY(e, cudaMalloc((void **)&c->norm_partial, CUDA_GRAD_NORM_SLOTS * sizeof(double)));
-    ENGINE_TRY(e, cudaMalloc((void **)&c->norm, sizeof(double)));
+    CUDA_TRY(e, cudaMalloc((void **)&c->m, n * sizeof(float)));
+    CUDA_TRY(e, cudaMalloc((void **)&c->v, n * sizeof(float)));
+    CUDA_TRY(e, cudaMalloc((void **)&c->norm_partial, CUDA_GRAD_NORM_SLOTS * sizeof(double)));
+    CUDA_TRY(e, cudaMalloc((void **)&c->norm, sizeof(double)));
     // Zeroed on the model's stream, which is non-blocking: ordered before the first update.
     cudaStream_t st = (cudaStream_t)c->buf.stream;
-    ENGINE_TRY(e, cudaMemsetAsync(c->m, 0, n * sizeof(float), st));
-    ENGINE_TRY(e, cudaMemsetAsync(c->v, 0, n * sizeof(float), st));
-    ENGINE_TRY(e, cudaStreamSynchronize(st));
+    CUDA_TRY(e, cudaMemsetAsync(c->m, 0, n * sizeof(float), st));
+    CUDA_TRY(e, cudaMemsetAsync(c->v, 0, n * sizeof(float), st));
+    CUDA_TRY(e, cudaStreamSynchronize(st));
     return 0;
 }
 

@@ -9,11 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_try.h"
 #include "timing.h"
 
 // ---- checks ----------------------------------------------------------------------------------
 
-static int cuda_failed(Err *e, const char *file, int line, const char *call, int rc) {
+int lethe_cuda_failed(Err *e, const char *file, int line, const char *call, int rc) {
     const cudaError_t err = (cudaError_t)rc;
     return err_set(e, "%s:%d: %s failed: %s (%s)%s", file, line, call, cudaGetErrorName(err),
                    cudaGetErrorString(err),
@@ -22,25 +23,6 @@ static int cuda_failed(Err *e, const char *file, int line, const char *call, int
                          "sequences"
                        : "");
 }
-
-// Every CUDA runtime call and kernel launcher (which return 0 or a cudaError_t, and name their
-// own details on stderr): on failure, the message names the file, line and call, and the
-// enclosing function returns -1.
-#define CUDA_TRY(e, call)                                                           \
-    do {                                                                            \
-        const int cuda_try_rc = (int)(call);                                        \
-        if (cuda_try_rc != 0)                                                       \
-            return cuda_failed(e, __FILE__, __LINE__, #call, cuda_try_rc);          \
-    } while (0)
-
-#define CUBLAS_TRY(e, call)                                                             \
-    do {                                                                                \
-        const cublasStatus_t cublas_try_s = (call);                                     \
-        if (cublas_try_s != CUBLAS_STATUS_SUCCESS)                                      \
-            return err_set(e, "%s:%d: %s failed: %s (%s)", __FILE__, __LINE__, #call,   \
-                           cublasGetStatusName(cublas_try_s),                           \
-                           cublasGetStatusString(cublas_try_s));                        \
-    } while (0)
 
 // ---- the device model ------------------------------------------------------------------------
 
@@ -163,7 +145,7 @@ static int device_alloc(const LlamaCuda *d, void **p, size_t bytes, const char *
     if (rc == cudaSuccess) return 0;
     *p = NULL;
     if (rc != cudaErrorMemoryAllocation)
-        return cuda_failed(e, __FILE__, __LINE__, "cudaMalloc(p, bytes)", rc);
+        return lethe_cuda_failed(e, __FILE__, __LINE__, "cudaMalloc(p, bytes)", rc);
     (void)cudaGetLastError(); // the failed allocation is not sticky; clear it
     size_t free_b = 0, total_b = 0;
     CUDA_TRY(e, cudaMemGetInfo(&free_b, &total_b));
@@ -203,7 +185,7 @@ static int upload_params(LlamaCuda *d, const float *params, Err *e) {
             const cudaError_t sync = rc == cudaSuccess ? cudaStreamSynchronize(d->stream) : rc;
             if (sync != cudaSuccess) {
                 free(stage);
-                return cuda_failed(e, __FILE__, __LINE__,
+                return lethe_cuda_failed(e, __FILE__, __LINE__,
                                    "cudaMemcpyAsync(params16 + at, stage, ...)", sync);
             }
         }
