@@ -132,7 +132,7 @@ void bench_workdir_remove(const char *dir) {
 
 int bench_method_has_retain(const char *method) {
     const Method *m = method_find(method);
-    return m && method_unlearns(m) && m->retain != RETAIN_NONE;
+    return m && method_unlearns(m) && m->retain != RETAIN_NONE && m->alpha != 0; // alpha 0: no R
 }
 
 // B samples of T uniform random tokens, every token after a sample's first a target.

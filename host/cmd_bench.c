@@ -17,8 +17,9 @@
 #include "model_yaml.h"
 #include "strbuf.h"
 
-static const char *const k_methods[] = {"ga",     "graddiff", "npo",    "simnpo",      "wga",
-                                        "satimp", "idknll",   "idkdpo", "task_vector", "finetune"};
+static const char *const k_methods[] = {"ga",     "graddiff", "npo",    "simnpo",
+                                        "wga",    "satimp",   "undial", "ceu",
+                                        "idknll", "idkdpo",   "task_vector", "finetune"};
 static const int k_sgemm_sizes[] = {1024, 1536, 2048};
 #define N_SGEMM_SIZES (int)(sizeof k_sgemm_sizes / sizeof k_sgemm_sizes[0])
 
@@ -435,7 +436,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!is_method(r.method)) {
         err_set(&e, "--method %s is not a method (one of: ga, graddiff, npo, simnpo, wga, satimp, "
-                    "idknll, idkdpo, task_vector, finetune)",
+                    "undial, ceu, idknll, idkdpo, task_vector, finetune)",
                 r.method);
         return cli_fail("bench", &e);
     }

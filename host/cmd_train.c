@@ -25,6 +25,7 @@ static void usage(const char *command) {
                        (*m)->name, (*m)->summary, (*m)->beta, (*m)->alpha, (*m)->gamma,
                        (*m)->delta);
                 if ((*m)->beta2 != 0) printf("beta2 %g, ", (*m)->beta2);
+                if ((*m)->ignore_first != 0) printf("ignore_first %d, ", (*m)->ignore_first);
                 printf("retain_loss %s\n", (*m)->retain == RETAIN_KL    ? "kl"
                                            : (*m)->retain == RETAIN_NLL ? "nll"
                                                                         : "none");

@@ -31,11 +31,15 @@ static int cpu_forward(Engine *g, const Batch *b, double *s, int *n, Err *e) {
     return llama_forward(g->model, cpu(g)->acts, b, s, n, e);
 }
 
-static int cpu_forward_kl(Engine *g, const Batch *b, double *kl, int *n, Err *e) {
+static int cpu_forward_soft(Engine *g, const Batch *b, const SoftSpec *spec, double *loss,
+                            int *n, Err *e) {
     CpuEngine *c = cpu(g);
-    if (!c->have_ref) return err_set(e, "forward_kl: the engine was opened without a reference");
+    if (!spec->from_reference)
+        return llama_forward_soft(g->model, c->acts, b, spec, NULL, NULL, loss, n, e);
+    if (!c->have_ref)
+        return err_set(e, "forward_soft: the engine was opened without a reference");
     if (llama_forward_rows(&c->ref, c->ref_acts, b, e)) return -1;
-    return llama_forward_kl(g->model, c->acts, b, &c->ref, c->ref_acts, kl, n, e);
+    return llama_forward_soft(g->model, c->acts, b, spec, &c->ref, c->ref_acts, loss, n, e);
 }
 
 static size_t cpu_n_targets(const Engine *g) { return llama_n_targets(cpu_c(g)->acts); }
@@ -45,6 +49,7 @@ static const int32_t *cpu_target_sample(const Engine *g) {
 static const float *cpu_target_logprob(const Engine *g) {
     return llama_target_logprob(cpu_c(g)->acts);
 }
+static const float *cpu_target_loss(const Engine *g) { return llama_target_loss(cpu_c(g)->acts); }
 
 static int cpu_target_stats(Engine *g, uint8_t *is_argmax, float *mu, float *var, Err *e) {
     (void)e;
@@ -110,11 +115,24 @@ static void cpu_destroy(Engine *g) {
     free(c);
 }
 
-static const EngineOps cpu_ops = {cpu_forward,       cpu_forward_kl, cpu_n_targets,
-                                  cpu_target_sample, cpu_target_logprob, cpu_target_stats,
-                                  cpu_backward,      cpu_zero_grads, cpu_grad_norm,
-                                  cpu_step,          cpu_sync,       cpu_sync,
-                                  cpu_decoder,       cpu_device_memory, cpu_destroy};
+static const EngineOps cpu_ops = {
+    .forward = cpu_forward,
+    .forward_soft = cpu_forward_soft,
+    .n_targets = cpu_n_targets,
+    .target_sample = cpu_target_sample,
+    .target_logprob = cpu_target_logprob,
+    .target_loss = cpu_target_loss,
+    .target_stats = cpu_target_stats,
+    .backward = cpu_backward,
+    .zero_grads = cpu_zero_grads,
+    .grad_norm = cpu_grad_norm,
+    .step = cpu_step,
+    .pull = cpu_sync,
+    .push = cpu_sync,
+    .decoder = cpu_decoder,
+    .device_memory = cpu_device_memory,
+    .destroy = cpu_destroy,
+};
 
 static int cpu_open(Engine **out, LlamaModel *model, Optimizer *opt, int with_ref, uint64_t seed,
                     Err *e) {

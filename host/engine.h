@@ -20,13 +20,17 @@ typedef struct Engine Engine;
 typedef struct {
     // Forward under the model: per-sample target log-prob sums and target counts (either NULL).
     int (*forward)(Engine *g, const Batch *b, double *sum_logprob, int *n_targets, Err *e);
-    // Forward whose head is KL(p_ref || p) per target against the frozen start model (engines
-    // opened with_ref); the next backward takes dLoss/dKL per target.
-    int (*forward_kl)(Engine *g, const Batch *b, double *kl_sum, int *n_targets, Err *e);
+    // Forward whose head is a loss against a soft target per target (llama_forward_soft; a
+    // reference source needs an engine opened with_ref: the frozen start model); the next
+    // backward takes dLoss/dloss per target.
+    int (*forward_soft)(Engine *g, const Batch *b, const SoftSpec *spec, double *loss_sum,
+                        int *n_targets, Err *e);
     size_t (*n_targets)(const Engine *g);
     const int32_t *(*target_sample)(const Engine *g);
     const float *(*target_logprob)(const Engine *g);
-    // llama_target_stats of the last forward (not forward_kl).
+    // Per-target losses of the last forward_soft (host floats, n_targets of them).
+    const float *(*target_loss)(const Engine *g);
+    // llama_target_stats of the last forward (not forward_soft).
     int (*target_stats)(Engine *g, uint8_t *is_argmax, float *mu, float *var, Err *e);
     // Adds the gradient of the last forward for per-target weights (host floats) to the grads.
     int (*backward)(Engine *g, const float *weight, Err *e);
@@ -64,7 +68,7 @@ typedef struct {
 } DeviceRequest;
 
 // Opens an engine over model (and opt when training; its trainable and decay flags and moments
-// are used). with_ref keeps a frozen copy of the model as it is now, for forward_kl. "auto"
+// are used). with_ref keeps a frozen copy of the model as it is now, for forward_soft. "auto"
 // takes a CUDA device when this build has the backend and one is usable, else the CPU, and says
 // which on stderr; "cuda" without one is an error naming why.
 int engine_open(Engine **out, const DeviceRequest *req, LlamaModel *model, Optimizer *opt,

@@ -154,8 +154,10 @@ struct LlamaActs {
     int n_samples;
     int64_t *offsets; // (n_samples + 1), a copy
     SampleLayout layout;
-    // set by llama_forward_kl: the head is KL(p_ref || p) against these (owned by the reference)
-    const float *ref_rows, *ref_head;
+    // set by llama_forward_soft: the head's soft target (xref, wref owned by the reference)
+    int soft;
+    SoftTarget soft_target;
+    float *soft_loss, *soft_gap; // (M) per-target loss of that head, and its lse gap
 };
 
 LlamaActs *llama_acts_new(void) { return calloc(1, sizeof(LlamaActs)); }
@@ -186,12 +188,12 @@ static int acts_reserve(LlamaActs *a, const ModelConfig *c, size_t N, int n_samp
     const size_t H = (size_t)c->num_attention_heads;
     const size_t per_layer = N * (4 * D + 2 + 2 * Q + 2 * KVD + 3 * F + H);
     const size_t cls_lp = classifier_scratch_size(N, c->vocab_size);
-    const size_t cls_kl = classifier_kl_scratch_size(N, c->vocab_size);
-    const size_t cls = cls_lp > cls_kl ? cls_lp : cls_kl;
+    const size_t cls_soft = classifier_soft_scratch_size(N, c->vocab_size);
+    const size_t cls = cls_lp > cls_soft ? cls_lp : cls_soft;
     const size_t wide = Q > F ? Q : F;
     const size_t total = (size_t)L * per_layer + (size_t)(L + 1) * N * D // residual streams
                          + N * D + N                                     // lnf, rstdf
-                         + N * D + 2 * N + cls                           // xt, lse, logprob
+                         + N * D + 4 * N + cls // xt, lse, logprob, soft_loss, soft_gap
                          + 2 * N * D + 2 * N * Q + 2 * N * KVD + 3 * N * wide // backward
                          + N * D;                                         // dxt
     free(a->buf);
@@ -237,6 +239,8 @@ static int acts_reserve(LlamaActs *a, const ModelConfig *c, size_t N, int n_samp
     CARVE(a->xt, N * D);
     CARVE(a->lse, N);
     CARVE(a->logprob, N);
+    CARVE(a->soft_loss, N);
+    CARVE(a->soft_gap, N);
     CARVE(a->cls_scratch, cls);
     CARVE(a->dres, N * D);
     CARVE(a->dln, N * D);
@@ -295,7 +299,7 @@ static int forward_trunk(const LlamaModel *m, LlamaActs *a, const Batch *b, Err 
     a->tokens = b->tokens;
     a->n_tokens = N;
     a->n_samples = b->n_samples;
-    a->ref_rows = a->ref_head = NULL;
+    a->soft = 0;
     const float *w = m->params;
     float *tmp = a->dres; // (N, D) scratch during the forward
 
@@ -385,24 +389,33 @@ int llama_forward_rows(const LlamaModel *m, LlamaActs *a, const Batch *b, Err *e
 
 const float *llama_target_rows(const LlamaActs *a) { return a->xt; }
 
-int llama_forward_kl(const LlamaModel *m, LlamaActs *a, const Batch *b, const LlamaModel *ref,
-                     const LlamaActs *ref_acts, double *kl_sum, int *n_targets, Err *e) {
+const float *llama_target_loss(const LlamaActs *a) { return a->soft_loss; }
+
+int llama_forward_soft(const LlamaModel *m, LlamaActs *a, const Batch *b, const SoftSpec *spec,
+                       const LlamaModel *ref, const LlamaActs *ref_acts, double *loss_sum,
+                       int *n_targets, Err *e) {
     timing_start(TIMER_FORWARD);
     const int trunk = forward_trunk(m, a, b, e);
     timing_stop(TIMER_FORWARD);
     if (trunk) return -1;
-    if (ref_acts->n_targets != a->n_targets || ref->cfg.vocab_size != m->cfg.vocab_size ||
-        ref->cfg.hidden_size != m->cfg.hidden_size)
-        return err_set(e, "the reference forward does not match this batch (%zu vs %zu targets)",
-                       ref_acts->n_targets, a->n_targets);
     const int D = m->cfg.hidden_size, V = m->cfg.vocab_size;
-    a->ref_rows = ref_acts->xt;
-    a->ref_head = ref->params + ref->lm_head;
+    SoftTarget q = {NULL, NULL, a->targets, spec->target_shift, spec->cross_entropy};
+    if (spec->from_reference) {
+        if (!ref || !ref_acts || ref_acts->n_targets != a->n_targets ||
+            ref->cfg.vocab_size != V || ref->cfg.hidden_size != D)
+            return err_set(e,
+                           "the reference forward does not match this batch (%zu vs %zu targets)",
+                           ref_acts ? ref_acts->n_targets : 0, a->n_targets);
+        q.xref = ref_acts->xt;
+        q.wref = ref->params + ref->lm_head;
+    }
+    a->soft = 1;
+    a->soft_target = q;
     timing_start(TIMER_CLASSIFIER_FORWARD);
     if (a->n_targets > 0)
-        classifier_kl_forward(a->logprob, a->lse, a->cls_scratch, a->xt, m->params + m->lm_head,
-                              a->ref_rows, a->ref_head, a->n_targets, D, V);
-    sum_per_sample(a, a->logprob, kl_sum, n_targets);
+        classifier_soft_forward(a->soft_loss, a->lse, a->soft_gap, a->logprob, a->cls_scratch,
+                                a->xt, m->params + m->lm_head, &q, a->n_targets, D, V);
+    sum_per_sample(a, a->soft_loss, loss_sum, n_targets);
     timing_stop(TIMER_CLASSIFIER_FORWARD);
     return 0;
 }
@@ -424,10 +437,10 @@ void llama_backward(const LlamaModel *m, LlamaActs *a, const float *weight, floa
     memset(a->dln, 0, ND * sizeof(float));
     if (M > 0) {
         memset(a->dxt, 0, M * (size_t)D * sizeof(float));
-        if (a->ref_rows)
-            classifier_kl_backward(a->dxt, g + m->lm_head, a->cls_scratch, a->xt,
-                                   w + m->lm_head, a->ref_rows, a->ref_head, a->lse, weight, M,
-                                   D, V);
+        if (a->soft)
+            classifier_soft_backward(a->dxt, g + m->lm_head, a->cls_scratch, a->xt,
+                                     w + m->lm_head, &a->soft_target, a->lse, a->soft_gap,
+                                     weight, M, D, V);
         else
             classifier_backward(a->dxt, g + m->lm_head, a->cls_scratch, a->xt, w + m->lm_head,
                                 a->targets, a->lse, weight, M, D, V);

@@ -74,27 +74,41 @@ int llama_check_batch(const ModelConfig *c, const Batch *b, Err *e);
 int llama_forward(const LlamaModel *m, LlamaActs *a, const Batch *b, double *sum_logprob,
                   int *n_targets, Err *e);
 // The trunk only (no head): fills the target rows (final-normed hidden states of the positions
-// that predict a target), e.g. for a frozen reference model whose rows feed llama_forward_kl.
+// that predict a target), e.g. for a frozen reference model whose rows feed llama_forward_soft.
 int llama_forward_rows(const LlamaModel *m, LlamaActs *a, const Batch *b, Err *e);
 const float *llama_target_rows(const LlamaActs *a); // (n_targets, D)
-// Forward whose head is KL(p_ref || p) per target, p_ref from the reference model's rows of the
-// same batch (ref_acts after llama_forward_rows). kl_sum[s] = sum over sample s's targets.
-// The following llama_backward takes weight[j] = dLoss/dKL_j. ref and ref_acts must stay
-// unchanged until then.
-int llama_forward_kl(const LlamaModel *m, LlamaActs *a, const Batch *b, const LlamaModel *ref,
-                     const LlamaActs *ref_acts, double *kl_sum, int *n_targets, Err *e);
+// What the soft target q of llama_forward_soft is made of (kernels/ops.h SoftTarget): the
+// source logits are the reference model's (from_reference) or the model's own, target_shift is
+// added to the source logit of each target token (-INFINITY: left out), and the loss is the
+// cross-entropy H(q, p) or KL(q || p).
+typedef struct {
+    int from_reference;
+    float target_shift;
+    int cross_entropy;
+} SoftSpec;
+
+// Forward whose head is a loss against a soft target per target row (the KL retain term, UNDIAL,
+// CE-U). With from_reference, q comes from the reference model's rows of the same batch
+// (ref_acts after llama_forward_rows; ref and ref_acts stay unchanged until the backward),
+// otherwise ref and ref_acts may be NULL. loss_sum[s] = sum over sample s's targets; the
+// per-target losses are llama_target_loss() and the log-probs llama_target_logprob(). The
+// following llama_backward takes weight[j] = dLoss/dloss_j.
+int llama_forward_soft(const LlamaModel *m, LlamaActs *a, const Batch *b, const SoftSpec *spec,
+                       const LlamaModel *ref, const LlamaActs *ref_acts, double *loss_sum,
+                       int *n_targets, Err *e);
+const float *llama_target_loss(const LlamaActs *a);
 // Targets of the last forward, in order: count, and the sample each belongs to, and its log-prob.
 size_t llama_n_targets(const LlamaActs *a);
 const int32_t *llama_target_sample(const LlamaActs *a);
 const float *llama_target_logprob(const LlamaActs *a);
-// Per-target statistics of the last llama_forward (not llama_forward_kl), for the evaluation's
+// Per-target statistics of the last llama_forward (not llama_forward_soft), for the evaluation's
 // memorisation and membership-inference metrics: whether the target is the argmax, and the mean
 // and variance of log p over the vocabulary under p (see classifier_stats). Arrays of
 // llama_n_targets() entries.
 void llama_target_stats(const LlamaModel *m, LlamaActs *a, uint8_t *is_argmax, float *mu,
                         float *var);
 // Backward of the last forward. weight[j] = dLoss/dNLL of target j (NLL = -log p; after
-// llama_forward_kl: dLoss/dKL of target j), so every
+// llama_forward_soft: dLoss/dloss_j), so every
 // objective of the GA/NPO family is a per-target weight. grads has the parameter layout and is
 // accumulated into (+=).
 void llama_backward(const LlamaModel *m, LlamaActs *a, const float *weight, float *grads);

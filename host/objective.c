@@ -109,34 +109,73 @@ static double tv_sample(const ObjectiveParams *p, double s, int n, double s_ref,
     return finetune_sample(s, t, dloss_ds);
 }
 
+// UNDIAL (Dong et al., NAACL 2025, "UNDIAL: Self-Distillation with Adjusted Logits for Robust
+// Unlearning in Large Language Models"): self-distillation towards the frozen start model's
+// distribution with the target token's logit lowered by beta, q_t = softmax(z_ref,t - beta
+// onehot(y_t)), L = gamma * mean_t H(q_t, p_t). open-unlearning src/trainer/utils.py
+// compute_undial_loss; where it differs we do not follow it: its mean runs over every position
+// of the padded batch (question, answer and padding; label -100 lowers vocabulary entry V - 100
+// of the teacher there), so its value depends on the batch's padding; ours is the mean over the
+// answer's target tokens, the positions the method is about.
+static void undial_soft(const ObjectiveParams *p, SoftSpec *spec) {
+    *spec = (SoftSpec){1, (float)-p->beta, 1};
+}
+
+// CE-U (Yang et al. 2025, "CE-U: Cross Entropy Unlearning", arXiv:2503.01224): cross-entropy
+// towards the model's own distribution with the target token removed, detached:
+// q_t = softmax(z_t with z_t[y_t] = -inf), L = gamma * mean_t H(q_t, p_t) over the targets after
+// each sample's first ignore_first (the paper's footnote; open-unlearning
+// src/trainer/unlearn/ceu.py, ignore_first_n_answer_tokens = 1; no retain term there).
+static void ceu_soft(const ObjectiveParams *p, SoftSpec *spec) {
+    (void)p;
+    *spec = (SoftSpec){0, -INFINITY, 1};
+}
+
 // Defaults: open-unlearning's configs/trainer/*.yaml (WGA: beta 1, alpha 1, gamma 1; SatImp:
-// beta1 5, beta2 1, alpha 1, gamma 0.1; both with the NLL retain term).
+// beta1 5, beta2 1, alpha 1, gamma 0.1; both with the NLL retain term; UNDIAL: beta 10,
+// gamma 1, alpha 0; CE-U: gamma 1, no retain term, first answer token ignored).
 static const Method methods[] = {
-    {"ga", "gradient ascent: L = -NLL(F)", 0.1, 0.0, 1.0, 0.0, RETAIN_NONE, 0, ga_sample, NULL,
-     0.0, NULL, 0},
-    {"graddiff", "gradient difference: L = gamma*(-NLL(F)) + alpha*R", 0.1, 1.0, 1.0, 0.0,
-     RETAIN_NLL, 0, ga_sample, NULL, 0.0, NULL, 0},
-    {"npo", "NPO: L = gamma*(-(2/beta) mean log sigmoid(-beta(s - s_ref))) + alpha*R", 0.1, 1.0,
-     1.0, 0.0, RETAIN_NLL, 1, npo_sample, NULL, 0.0, NULL, 0},
-    {"simnpo", "SimNPO: L = gamma*(-(2/beta) mean log sigmoid(beta(-s/n - delta))) + alpha*R",
-     4.5, 1.0, 0.125, 0.0, RETAIN_NLL, 0, simnpo_sample, NULL, 0.0, NULL, 0},
-    {"wga", "WGA: L = gamma*mean_t(p_t^beta log p_t) (weights constant) + alpha*R", 1.0, 1.0,
-     1.0, 0.0, RETAIN_NLL, 0, NULL, wga_token, 0.0, NULL, 0},
-    {"satimp",
-     "SatImp: L = gamma*mean_t(p_t^beta (1-p_t)^beta2 log p_t) (weights constant) + alpha*R",
-     5.0, 1.0, 0.1, 0.0, RETAIN_NLL, 0, NULL, satimp_token, 1.0, NULL, 0},
-    {"idknll", "IdkNLL: L = gamma*NLL(F with refusal answers) + alpha*R", 0.1, 1.0, 1.0, 0.0,
-     RETAIN_NLL, 0, idknll_sample, NULL, 0.0, NULL, 0},
-    {"idkdpo",
-     "IdkDPO: L = gamma*(-(2/beta) mean log sigmoid(beta((s_w - s_w_ref) - (s_l - s_l_ref)))) + "
-     "alpha*R, w: refusal (data.forget_alt), l: forget answer",
-     0.1, 1.0, 1.0, 0.0, RETAIN_NLL, 1, NULL, NULL, 0.0, idkdpo_pair, 0},
-    {"task_vector",
-     "task-vector negation: fine-tune on F (L = NLL(F)), then theta = theta0 - gamma*(theta - "
-     "theta0)",
-     0.1, 0.0, 1.0, 0.0, RETAIN_NONE, 0, tv_sample, NULL, 0.0, NULL, 1},
-    {"finetune", "fine-tuning: L = NLL(D)", 0.1, 0.0, 0.0, 0.0, RETAIN_NONE, 0, NULL, NULL, 0.0,
-     NULL, 0},
+    {.name = "ga", .summary = "gradient ascent: L = -NLL(F)", .beta = 0.1, .gamma = 1.0,
+     .retain = RETAIN_NONE, .forget = ga_sample},
+    {.name = "graddiff", .summary = "gradient difference: L = gamma*(-NLL(F)) + alpha*R",
+     .beta = 0.1, .alpha = 1.0, .gamma = 1.0, .retain = RETAIN_NLL, .forget = ga_sample},
+    {.name = "npo",
+     .summary = "NPO: L = gamma*(-(2/beta) mean log sigmoid(-beta(s - s_ref))) + alpha*R",
+     .beta = 0.1, .alpha = 1.0, .gamma = 1.0, .retain = RETAIN_NLL, .needs_ref_sums = 1,
+     .forget = npo_sample},
+    {.name = "simnpo",
+     .summary = "SimNPO: L = gamma*(-(2/beta) mean log sigmoid(beta(-s/n - delta))) + alpha*R",
+     .beta = 4.5, .alpha = 1.0, .gamma = 0.125, .retain = RETAIN_NLL, .forget = simnpo_sample},
+    {.name = "wga",
+     .summary = "WGA: L = gamma*mean_t(p_t^beta log p_t) (weights constant) + alpha*R",
+     .beta = 1.0, .alpha = 1.0, .gamma = 1.0, .retain = RETAIN_NLL, .forget_token = wga_token},
+    {.name = "satimp",
+     .summary =
+         "SatImp: L = gamma*mean_t(p_t^beta (1-p_t)^beta2 log p_t) (weights constant) + alpha*R",
+     .beta = 5.0, .alpha = 1.0, .gamma = 0.1, .retain = RETAIN_NLL,
+     .forget_token = satimp_token, .beta2 = 1.0},
+    {.name = "undial",
+     .summary = "UNDIAL: L = gamma*mean_t H(softmax(z_ref,t - beta onehot(y_t)), p_t) + alpha*R",
+     .beta = 10.0, .alpha = 0.0, .gamma = 1.0, .retain = RETAIN_NLL, .forget_soft = undial_soft},
+    {.name = "ceu",
+     .summary = "CE-U: L = gamma*mean_t H(softmax(z_t without y_t) (constant), p_t) + alpha*R, "
+                "each sample's first ignore_first targets left out",
+     .beta = 0.1, .alpha = 0.0, .gamma = 1.0, .retain = RETAIN_NONE, .forget_soft = ceu_soft,
+     .ignore_first = 1},
+    {.name = "idknll", .summary = "IdkNLL: L = gamma*NLL(F with refusal answers) + alpha*R",
+     .beta = 0.1, .alpha = 1.0, .gamma = 1.0, .retain = RETAIN_NLL, .forget = idknll_sample},
+    {.name = "idkdpo",
+     .summary =
+         "IdkDPO: L = gamma*(-(2/beta) mean log sigmoid(beta((s_w - s_w_ref) - (s_l - s_l_ref)))) "
+         "+ alpha*R, w: refusal (data.forget_alt), l: forget answer",
+     .beta = 0.1, .alpha = 1.0, .gamma = 1.0, .retain = RETAIN_NLL, .needs_ref_sums = 1,
+     .forget_pair = idkdpo_pair},
+    {.name = "task_vector",
+     .summary = "task-vector negation: fine-tune on F (L = NLL(F)), then theta = theta0 - "
+                "gamma*(theta - theta0)",
+     .beta = 0.1, .gamma = 1.0, .retain = RETAIN_NONE, .forget = tv_sample, .task_vector = 1},
+    {.name = "finetune", .summary = "fine-tuning: L = NLL(D)", .beta = 0.1,
+     .retain = RETAIN_NONE},
 };
 #define N_METHODS (sizeof methods / sizeof methods[0])
 
@@ -147,7 +186,15 @@ const Method *method_find(const char *name) {
 }
 
 int method_unlearns(const Method *m) {
-    return m->forget != NULL || m->forget_token != NULL || m->forget_pair != NULL;
+    return m->forget != NULL || m->forget_token != NULL || m->forget_pair != NULL ||
+           m->forget_soft != NULL;
+}
+
+int method_soft_needs_reference(const Method *m, const ObjectiveParams *p) {
+    if (!m->forget_soft) return 0;
+    SoftSpec spec;
+    m->forget_soft(p, &spec);
+    return spec.from_reference;
 }
 
 int method_pairs(const Method *m) { return m->forget_pair != NULL; }

@@ -8,13 +8,15 @@
 #include <stdint.h>
 
 #include "errors.h"
+#include "llama.h"
 
 typedef enum { RETAIN_NONE = 0, RETAIN_NLL = 1, RETAIN_KL = 2 } RetainLoss;
 
 typedef struct {
     double beta, alpha, gamma, delta;
     RetainLoss retain;
-    double beta2; // SatImp's second exponent
+    double beta2;     // SatImp's second exponent
+    int ignore_first; // soft-target forget terms: each sample's first n targets left out
 } ObjectiveParams;
 
 // Normalisers of one optimizer step's effective batch, known from the data before any forward:
@@ -40,6 +42,11 @@ typedef double (*ForgetPairFn)(const ObjectiveParams *p, double s_l, double s_l_
                                double s_w_ref, const BatchTotals *t, double *dloss_dsl,
                                double *dloss_dsw);
 
+// A forget term against a soft target per target (llama_forward_soft): the target from the
+// parameters. The loss is gamma times the mean of the per-target losses over the forget batch's
+// targets, each sample's first p->ignore_first targets left out (train.c weights them).
+typedef void (*ForgetSoftFn)(const ObjectiveParams *p, SoftSpec *spec);
+
 typedef struct {
     const char *name;
     const char *summary;     // the formula, for --help and the README
@@ -51,11 +58,15 @@ typedef struct {
     double beta2;            // default method.beta2 (SatImp)
     ForgetPairFn forget_pair; // per-pair forget term over data.forget and data.forget_alt, or NULL
     int task_vector;         // the steps fine-tune on F; the result is theta0 - gamma (theta - theta0)
+    ForgetSoftFn forget_soft; // per-target soft-target forget term, or NULL
+    int ignore_first;        // default method.ignore_first (soft-target terms)
 } Method;
 
 const Method *method_find(const char *name);
 // Whether the method has a forget term (every method but finetune).
 int method_unlearns(const Method *m);
+// Whether the forward of the forget term needs the frozen start model's rows (UNDIAL).
+int method_soft_needs_reference(const Method *m, const ObjectiveParams *p);
 // Whether the method reads pairs: data.forget (dispreferred) with data.forget_alt (preferred).
 int method_pairs(const Method *m);
 // All methods, NULL-terminated (for help texts).

@@ -48,13 +48,16 @@ static const Key keys[] = {
     S("device.dtype", device_dtype, "bf16",
       "cuda: bf16 weights/activations (fp32 master, moments) | fp32 (to check against the CPU)"),
     S("method.name", method, "npo",
-      "ga | graddiff | npo | simnpo | wga | satimp | idknll | idkdpo | task_vector (finetune: "
-      "finetune)"),
+      "ga | graddiff | npo | simnpo | wga | satimp | undial | ceu | idknll | idkdpo | "
+      "task_vector (finetune: finetune)"),
     F("method.beta", beta, "0.1", "inverse temperature (npo 0.1, simnpo 4.5)"),
     F("method.alpha", alpha, "1.0", "weight of the retain term"),
     F("method.gamma", gamma, "1.0", "weight of the forget term (simnpo 0.125)"),
     F("method.delta", delta, "0.0", "simnpo margin"),
     F("method.beta2", beta2, "1.0", "satimp: exponent of (1 - p_t) in the token weight"),
+    I("method.ignore_first", ignore_first, "0",
+      "undial, ceu: each forget sample's first n answer tokens left out of the forget term "
+      "(ceu 1)"),
     S("method.retain_loss", retain_loss, "nll", "nll | kl | none"),
     S("optim.name", optimizer, "adamw", "adamw | sgd"),
     F("optim.lr", lr, "1e-5", "peak learning rate"),
@@ -335,6 +338,7 @@ int run_config_finish(RunConfig *c, const char *command, Err *e) {
     if (!is_set(c, "method.gamma")) c->gamma = m->gamma;
     if (!is_set(c, "method.delta")) c->delta = m->delta;
     if (!is_set(c, "method.beta2")) c->beta2 = m->beta2;
+    if (!is_set(c, "method.ignore_first")) c->ignore_first = m->ignore_first;
     if (!is_set(c, "method.retain_loss"))
         snprintf(c->retain_loss, sizeof c->retain_loss, "%s",
                  m->retain == RETAIN_KL ? "kl" : m->retain == RETAIN_NLL ? "nll" : "none");
@@ -362,6 +366,8 @@ int run_config_finish(RunConfig *c, const char *command, Err *e) {
     if ((m->forget || m->forget_token) && !(c->beta > 0))
         return err_set(e, "method.beta must be positive");
     if (m->forget_token && !(c->beta2 >= 0)) return err_set(e, "method.beta2 must be >= 0");
+    if (m->forget_soft && !(c->beta >= 0)) return err_set(e, "method.beta must be >= 0");
+    if (c->ignore_first < 0) return err_set(e, "method.ignore_first must be >= 0");
     if (c->batch_size <= 0 || c->micro_batch_size <= 0 || c->max_batch_tokens <= 0)
         return err_set(e, "train.batch_size, micro_batch_size and max_batch_tokens must be "
                           "positive");

@@ -32,6 +32,7 @@ typedef struct {
     double gamma;          // method.gamma: weight of the forget term (simnpo 0.125)
     double delta;          // method.delta: simnpo margin
     double beta2;          // method.beta2: satimp's exponent of (1 - p_t)
+    int64_t ignore_first;  // method.ignore_first: soft-target terms skip each sample's first n
     char retain_loss[16];  // method.retain_loss: nll | kl | none
 
     // ---- optimisation

@@ -297,8 +297,14 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
     // Paired methods: forget sample i and data.forget_alt's sample i share a micro-batch, the
     // alt samples after the forget ones, so that pair i's loss can weight both.
     const TokenDataset *d2 = kind == 0 && r->have_alt ? &r->alt : NULL;
+    // A soft-target forget term counts each sample's targets after its first ignore_first.
+    const int soft = kind == 0 && r->method->forget_soft != NULL;
+    const int skip = soft ? r->op.ignore_first : 0;
     BatchTotals totals = {count, 0};
-    for (int k = 0; k < count; k++) totals.n_targets += sample_targets(d, idx[k]);
+    for (int k = 0; k < count; k++) {
+        const int n = sample_targets(d, idx[k]);
+        totals.n_targets += n > skip ? n - skip : 0;
+    }
     if (totals.n_targets == 0) return 0; // nothing to learn from (all targets masked)
     for (int done = 0; done < count;) {
         int take = micro_take2(d, d2, idx + done, count - done, c->micro_batch_size,
@@ -331,8 +337,27 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
             done += take;
             continue;
         }
-        if (kind == 1 && r->op.retain == RETAIN_KL) {
-            if (r->engine->ops->forward_kl(r->engine, &b, r->s, r->n, e)) return -1;
+        if (soft) {
+            SoftSpec spec;
+            r->method->forget_soft(&r->op, &spec);
+            if (r->engine->ops->forward_soft(r->engine, &b, &spec, r->s, r->n, e)) return -1;
+            const size_t M = r->engine->ops->n_targets(r->engine);
+            const int32_t *ts = r->engine->ops->target_sample(r->engine);
+            const float *loss = r->engine->ops->target_loss(r->engine);
+            const float *lp = r->engine->ops->target_logprob(r->engine);
+            // gamma * mean over the counted targets; a sample's targets come in order.
+            const double w = r->op.gamma / (double)totals.n_targets;
+            int rank = 0;
+            for (size_t j = 0; j < M; j++) {
+                rank = j > 0 && ts[j] == ts[j - 1] ? rank + 1 : 0;
+                r->weights[j] = rank < skip ? 0.0f : (float)w;
+                if (rank >= skip) st->forget_loss += w * loss[j];
+                st->forget_logprob += lp[j];
+            }
+            for (int k = 0; k < take; k++) st->forget_targets += r->n[k];
+        } else if (kind == 1 && r->op.retain == RETAIN_KL) {
+            const SoftSpec kl = {1, 0.0f, 0}; // KL(p_ref || p)
+            if (r->engine->ops->forward_soft(r->engine, &b, &kl, r->s, r->n, e)) return -1;
             // alpha * mean over the retain targets of KL(p_ref || p)
             const size_t M = r->engine->ops->n_targets(r->engine);
             for (size_t j = 0; j < M; j++) r->weights[j] = (float)(r->op.alpha / totals.n_targets);
@@ -493,7 +518,7 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
                               strcmp(c->retain_loss, "kl") == 0    ? RETAIN_KL
                               : strcmp(c->retain_loss, "nll") == 0 ? RETAIN_NLL
                                                                    : RETAIN_NONE,
-                              c->beta2};
+                              c->beta2, (int)c->ignore_first};
     if (c->alpha == 0) r->op.retain = RETAIN_NONE;
     const int finetune = !method_unlearns(r->method);
     char *config_yaml = run_config_to_yaml(c);
@@ -569,7 +594,8 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
         goto done;
     // The KL retain term's reference is the start model: the engine keeps a frozen copy now.
     const DeviceRequest dev = {c->device, c->device_dtype};
-    if (engine_open(&r->engine, &dev, &r->model, &r->opt, r->op.retain == RETAIN_KL,
+    if (engine_open(&r->engine, &dev, &r->model, &r->opt,
+                    r->op.retain == RETAIN_KL || method_soft_needs_reference(r->method, &r->op),
                     (uint64_t)c->seed, e))
         goto done;
     snprintf(g_last_device, sizeof g_last_device, "%s", r->engine->description);

@@ -97,18 +97,36 @@ void classifier_stats(uint8_t *is_argmax, float *mu, float *var, float *scratch,
                       const float *w, const int32_t *targets, const float *lse, size_t M, int D,
                       int V);
 
-// ---- fused classifier with a soft target: KL(p_ref || p) per row ------------------------
-// p = softmax(x[m] @ w^T), p_ref = softmax(xref[m] @ wref^T) (a frozen reference model's rows
-// and head). kl[m] = sum_v p_ref (log p_ref - log p); lse[m] = logsumexp of x[m] @ w^T.
-// Chunked like classifier_forward; scratch holds two chunks (current and reference logits).
-size_t classifier_kl_scratch_size(size_t M, int V);
-void classifier_kl_forward(float *kl, float *lse, float *scratch, const float *x, const float *w,
-                           const float *xref, const float *wref, size_t M, int D, int V);
-// dlogits[m] = weight[m] * (p - p_ref), i.e. weight[m] = dLoss/dKL_m.
-// dx (M, D) += dlogits @ w;  dw (V, D) += dlogits^T @ x (dw may be NULL).
-void classifier_kl_backward(float *dx, float *dw, float *scratch, const float *x, const float *w,
-                            const float *xref, const float *wref, const float *lse,
-                            const float *weight, size_t M, int D, int V);
+// ---- fused classifier with a soft target (kernels/cpu/classifier_soft.c) -------------------
+// p = softmax(x[m] @ w^T) against a soft target q per row, a constant in the gradient:
+// q = softmax(s), s the source logits: a reference model's rows and head (xref[m] @ wref^T) or,
+// with xref NULL, the current logits themselves; `shift` is added to s at the row's target
+// token, and -INFINITY leaves the target out of q. The methods' settings:
+//   KL retain term: reference, shift 0, KL;  UNDIAL: reference, shift -beta, cross-entropy;
+//   CE-U: own logits, shift -inf, cross-entropy.
+// Pointers are float32 host memory for the CPU functions and device memory of the call's dtype
+// (xref, wref) or int32 (targets) for the CUDA ones.
+typedef struct {
+    const void *xref, *wref; // (M, D), (V, D) or NULL: q from the current logits
+    const int32_t *targets;  // (M) each row's target token (required)
+    float shift;
+    int cross_entropy; // loss = H(q, p) = -sum q log p, else KL(q || p)
+} SoftTarget;
+
+// Scratch holds two chunks (current and source logits).
+size_t classifier_soft_scratch_size(size_t M, int V);
+// loss[m] (KL or cross-entropy), lse[m] = logsumexp of x[m] @ w^T, gap[m] = lse[m] - logsumexp
+// of the source row (computed in double: the backward's p - q needs it precisely),
+// logprob[m] = log p(target) (logprob may be NULL).
+void classifier_soft_forward(float *loss, float *lse, float *gap, float *logprob, float *scratch,
+                             const float *x, const float *w, const SoftTarget *q, size_t M,
+                             int D, int V);
+// dlogits[m] = weight[m] * (p - q), i.e. weight[m] = dLoss/dloss_m (either loss: q is constant),
+// from the forward's lse and gap. dx (M, D) += dlogits @ w;  dw (V, D) += dlogits^T @ x (dw may
+// be NULL).
+void classifier_soft_backward(float *dx, float *dw, float *scratch, const float *x,
+                              const float *w, const SoftTarget *q, const float *lse,
+                              const float *gap, const float *weight, size_t M, int D, int V);
 
 // ---- single-position decoding over a KV cache (kernels/cpu/decode.c) -------------------
 // RoPE of one token at absolute position pos, x (n_heads, hd); same rounding as rope_forward.
@@ -231,17 +249,17 @@ int cuda_classifier_stats(uint8_t *is_argmax, float *mu, float *var, void *scrat
                           size_t scratch_bytes, const void *x, const void *w,
                           const int32_t *targets, const float *lse, size_t M, int D, int V,
                           LetheDtype dtype, void *cublas, LetheStream stream);
-// The KL variant holds a tile of reference logits beside the current one.
-size_t cuda_classifier_kl_scratch_bytes(size_t M, int D, int V, LetheDtype dtype);
-int cuda_classifier_kl_forward(float *kl, float *lse, void *scratch, size_t scratch_bytes,
-                               const void *x, const void *w, const void *xref, const void *wref,
-                               size_t M, int D, int V, LetheDtype dtype, void *cublas,
-                               LetheStream stream);
-int cuda_classifier_kl_backward(void *dx, float *dw, void *scratch, size_t scratch_bytes,
-                                const void *x, const void *w, const void *xref,
-                                const void *wref, const float *lse, const float *weight,
-                                size_t M, int D, int V, LetheDtype dtype, void *cublas,
-                                LetheStream stream);
+// The soft-target variant holds a tile of source logits beside the current one.
+size_t cuda_classifier_soft_scratch_bytes(size_t M, int D, int V, LetheDtype dtype);
+int cuda_classifier_soft_forward(float *loss, float *lse, float *gap, float *logprob, void *scratch,
+                                 size_t scratch_bytes, const void *x, const void *w,
+                                 const SoftTarget *q, size_t M, int D, int V, LetheDtype dtype,
+                                 void *cublas, LetheStream stream);
+int cuda_classifier_soft_backward(void *dx, float *dw, void *scratch, size_t scratch_bytes,
+                                  const void *x, const void *w, const SoftTarget *q,
+                                  const float *lse, const float *gap, const float *weight, size_t M,
+                                  int D, int V, LetheDtype dtype, void *cublas,
+                                  LetheStream stream);
 
 // Causal GQA attention (kernels/cuda/attention.cu), flash-attention style. q, out, dout, dq
 // (N, H, hd) and k, v, dk, dv (N, KV, hd) are of dtype; lse (N, H) is float32. offsets is the

@@ -16,6 +16,9 @@ retain NLL term (not for ga), one backward, clip_grad_norm_(1.0), an AdamW step.
 reference forward of the forget batch every step with a frozen copy of the model under no_grad, as
 open-unlearning does (lethe caches those reference sums once per run). `--method finetune` times
 `lethe finetune`'s step the same way: the token-mean NLL of one batch, backward, clip, AdamW.
+UNDIAL (--method undial) runs the frozen copy's forward every step for the teacher logits, as
+open-unlearning's compute_undial_loss does; CE-U (ceu) builds its target from the model's own
+logits, skipping each sample's first target as lethe does.
 `lethe bench` runs this script as its peer (--method M --json) and reads the JSON lines.
 
 Sizes come from configs/models/PRESET.yaml (a flat mapping of HF config.json keys), the files that
@@ -217,6 +220,15 @@ def hf_token_logp(model, tokens):  # open-unlearning's wga.py / satimp.py lm_los
                             reduction="none")
 
 
+def own_logits(model, tokens):
+    """Logits of the T-1 target positions (B, T-1, V): the soft-target methods' inputs."""
+    return model.logits(tokens)
+
+
+def hf_logits(model, tokens):
+    return model(input_ids=tokens).logits[..., :-1, :]
+
+
 def hf_sums(model, tokens):  # open-unlearning's compute_batch_nll, negated
     logits = model(input_ids=tokens).logits
     shifted_labels = tokens[..., 1:].contiguous()
@@ -233,12 +245,20 @@ METHODS = {"ga": (0.1, 0.0, 1.0, 0.0), "graddiff": (0.1, 1.0, 1.0, 0.0),
            "wga": (1.0, 1.0, 1.0, 0.0), "satimp": (5.0, 1.0, 0.1, 0.0),
            "idknll": (0.1, 1.0, 1.0, 0.0), "idkdpo": (0.1, 1.0, 1.0, 0.0),
            "task_vector": (0.1, 0.0, 1.0, 0.0),  # its steps fine-tune on the forget batch
+           "undial": (10.0, 0.0, 1.0, 0.0), "ceu": (0.1, 0.0, 1.0, 0.0),
            "finetune": (0.1, 0.0, 1.0, 0.0)}
 SATIMP_BETA2 = 1.0
 
 
+def soft_target_ce(logits, q_logits, labels):
+    """open-unlearning's soft cross-entropy (compute_undial_loss, cross_entropy_unlearning_loss):
+    F.cross_entropy with a probability target, mean over the rows."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                           F.softmax(q_logits.reshape(-1, q_logits.shape[-1]), dim=-1))
+
+
 def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing, token_logp=None,
-                 alt=None):
+                 alt=None, logits_fn=None):
     """The step's loss (host/objective.c). For NPO the frozen reference model's s_i^ref of the
     forget batch is computed here, every step, under no_grad (open-unlearning's NPO does this);
     lethe computes it once per run. timing["ref"] gets the reference forward's seconds."""
@@ -268,6 +288,21 @@ def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing, tok
         p = lp.detach().exp()
         w = p ** beta if method == "wga" else p ** beta * (1.0 - p) ** SATIMP_BETA2
         loss = gamma * (w * lp).mean()
+    elif method == "undial":  # compute_undial_loss: the teacher's forward every step
+        logits = logits_fn(model, forget)
+        t0 = clock()
+        with torch.no_grad():
+            teacher = logits_fn(ref, forget)
+            mask = torch.zeros_like(teacher)  # as compute_undial_loss builds it
+            mask.scatter_(-1, forget[:, 1:].unsqueeze(-1), 1.0)
+            teacher = teacher - mask * beta
+        timing["ref"] = clock() - t0
+        loss = gamma * soft_target_ce(logits, teacher, forget[:, 1:])
+    elif method == "ceu":  # cross_entropy_unlearning_loss, the first target ignored as lethe does
+        logits = logits_fn(model, forget)[:, 1:]
+        q = logits.detach().clone()
+        q.scatter_(-1, forget[:, 2:].unsqueeze(-1), float("-inf"))
+        loss = gamma * soft_target_ce(logits, q, forget[:, 2:])
     elif method == "simnpo":
         n = forget.shape[1] - 1  # every token after the first is a target
         loss = gamma * (-2.0 / beta) * F.logsigmoid(beta * (-sums(model, forget) / n - delta)).mean()
@@ -309,13 +344,13 @@ def autocast():
 
 
 def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, steps,
-                       token_logp=None, alt=None):
+                       token_logp=None, alt=None, logits_fn=None):
     """Median seconds of one step: zero grads, forward(s) and loss, backward, clip_grad_norm_(1.0),
     AdamW step. The split: fwd (forward + loss, including NPO's reference forward), ref (that
     reference forward alone), bwd, opt (clip + AdamW)."""
     import copy
     ref = None
-    if method in ("npo", "idkdpo"):
+    if method in ("npo", "idkdpo", "undial"):
         ref = copy.deepcopy(model).eval()
         for p in ref.parameters():
             p.requires_grad_(False)
@@ -328,7 +363,7 @@ def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, st
         opt.zero_grad()
         with autocast():
             out = unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing,
-                               token_logp, alt)
+                               token_logp, alt, logits_fn)
         t1 = clock()
         out.backward()
         t2 = clock()
@@ -441,14 +476,14 @@ def main():
             label = f"own torch.nn Llama ({'sdpa' if HAS_SDPA else 'explicit softmax'})"
             loss_fn = model
             tf_version = None
-            mean_nll, sums, token_logp = own_mean_nll, own_sums, own_token_logp
+            mean_nll, sums, token_logp, logits_fn = own_mean_nll, own_sums, own_token_logp, own_logits
         elif which == "transformers":
             try:
                 model, loss_fn, label, tf_version = build_transformers(c)
             except ImportError as ex:
                 print(f"# transformers: not importable ({ex}); skipped")
                 continue
-            mean_nll, sums, token_logp = hf_mean_nll, hf_sums, hf_token_logp
+            mean_nll, sums, token_logp, logits_fn = hf_mean_nll, hf_sums, hf_token_logp, hf_logits
         else:
             sys.exit(f"bench_torch: unknown model '{which}'")
         model = model.to(DEVICE)
@@ -471,7 +506,7 @@ def main():
             continue
         for method in methods:
             r, opt_kind = time_unlearn_steps(method, model, mean_nll, sums, forget, retain,
-                                             args.warmup, args.steps, token_logp, alt)
+                                             args.warmup, args.steps, token_logp, alt, logits_fn)
             # Tokens the step learns from: the forget batch, plus the retain batch but for ga (the
             # NPO reference forward is not counted: lethe does not repeat it).
             n_tok = args.batch * args.seq * ((1 if METHODS[method][1] == 0 else 2) +

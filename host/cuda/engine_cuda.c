@@ -38,11 +38,14 @@ static int e_forward(Engine *g, const Batch *b, double *s, int *n, Err *e) {
     return llama_cuda_forward(cu(g)->model, b, s, n, e);
 }
 
-static int e_forward_kl(Engine *g, const Batch *b, double *kl, int *n, Err *e) {
+static int e_forward_soft(Engine *g, const Batch *b, const SoftSpec *spec, double *loss, int *n,
+                          Err *e) {
     CudaEngine *c = cu(g);
-    if (!c->ref) return err_set(e, "forward_kl: the engine was opened without a reference");
+    if (!spec->from_reference)
+        return llama_cuda_forward_soft(c->model, b, spec, NULL, loss, n, e);
+    if (!c->ref) return err_set(e, "forward_soft: the engine was opened without a reference");
     if (llama_cuda_forward_rows(c->ref, b, e)) return -1;
-    return llama_cuda_forward_kl(c->model, b, c->ref, kl, n, e);
+    return llama_cuda_forward_soft(c->model, b, spec, c->ref, loss, n, e);
 }
 
 static size_t e_n_targets(const Engine *g) { return llama_cuda_n_targets(cu_c(g)->model); }
@@ -51,6 +54,9 @@ static const int32_t *e_target_sample(const Engine *g) {
 }
 static const float *e_target_logprob(const Engine *g) {
     return llama_cuda_target_logprob(cu_c(g)->model);
+}
+static const float *e_target_loss(const Engine *g) {
+    return llama_cuda_target_loss(cu_c(g)->model);
 }
 static int e_target_stats(Engine *g, uint8_t *a, float *mu, float *var, Err *e) {
     return llama_cuda_target_stats(cu(g)->model, a, mu, var, e);
@@ -172,11 +178,24 @@ static void e_destroy(Engine *g) {
     free(c);
 }
 
-static const EngineOps cuda_ops = {e_forward,       e_forward_kl,     e_n_targets,
-                                   e_target_sample, e_target_logprob, e_target_stats,
-                                   e_backward,      e_zero_grads,     e_grad_norm,
-                                   e_step,          e_pull,           e_push,
-                                   e_decoder,       e_device_memory,  e_destroy};
+static const EngineOps cuda_ops = {
+    .forward = e_forward,
+    .forward_soft = e_forward_soft,
+    .n_targets = e_n_targets,
+    .target_sample = e_target_sample,
+    .target_logprob = e_target_logprob,
+    .target_loss = e_target_loss,
+    .target_stats = e_target_stats,
+    .backward = e_backward,
+    .zero_grads = e_zero_grads,
+    .grad_norm = e_grad_norm,
+    .step = e_step,
+    .pull = e_pull,
+    .push = e_push,
+    .decoder = e_decoder,
+    .device_memory = e_device_memory,
+    .destroy = e_destroy,
+};
 
 static int alloc_state(CudaEngine *c, size_t n, Err *e) {
     size_t free_b = 0, total_b = 0;

@@ -47,6 +47,7 @@ typedef struct {
     float *rstdf;     // (N)
     void *xt;         // (M, D) the rows of lnf that predict a target
     float *lse, *logprob, *weight; // (M) per target
+    float *soft_loss, *soft_gap;   // (M) per target: llama_cuda_forward_soft's loss, lse gap
     float *mu, *var;               // (M) per target: llama_cuda_target_stats
     uint8_t *is_argmax;            // (M)
     // backward scratch; dres doubles as the forward's o- and down-projection output
@@ -98,12 +99,14 @@ struct LlamaCuda {
     uint16_t *params16;
     float *grads;
     DeviceActs a;
-    // the last forward, on the host; kl_ref: its head was KL against this model's rows
+    // the last forward, on the host; soft: its head was a soft target's (soft_target, whose
+    // source rows are soft_ref's or, soft_ref NULL, this model's own logits)
     size_t n_tokens, n_targets, host_cap;
-    int n_samples, have_forward, have_rows;
-    const struct LlamaCuda *kl_ref;
+    int n_samples, have_forward, have_rows, soft;
+    SoftTarget soft_target;
+    const struct LlamaCuda *soft_ref;
     int32_t *h_targets, *h_tpos, *h_scatter, *h_tsample; // (host_cap)
-    float *h_logprob;                                    // (host_cap)
+    float *h_logprob, *h_soft_loss;                      // (host_cap)
 };
 
 // The weights the kernels read at a parameter offset (dtype), and the gradient there (float32).
@@ -309,6 +312,7 @@ void llama_cuda_free(LlamaCuda *d) {
     free(d->h_scatter);
     free(d->h_tsample);
     free(d->h_logprob);
+    free(d->h_soft_loss);
     free(d);
 }
 
@@ -371,6 +375,8 @@ static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_sa
     CARVE(a->xt, N * D * es);
     CARVE(a->lse, N * fs);
     CARVE(a->logprob, N * fs);
+    CARVE(a->soft_loss, N * fs);
+    CARVE(a->soft_gap, N * fs);
     CARVE(a->weight, N * fs);
     CARVE(a->mu, N * fs);
     CARVE(a->var, N * fs);
@@ -392,8 +398,8 @@ static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_sa
     // Enough for the largest tiles of any M <= N, which the classifier then always takes: its
     // bits depend on the batch alone, not on the capacity earlier batches left.
     const size_t cls_lp = cuda_classifier_scratch_bytes(N, (int)D, c->vocab_size, dtype);
-    const size_t cls_kl = cuda_classifier_kl_scratch_bytes(N, (int)D, c->vocab_size, dtype);
-    const size_t cls = cls_lp > cls_kl ? cls_lp : cls_kl;
+    const size_t cls_soft = cuda_classifier_soft_scratch_bytes(N, (int)D, c->vocab_size, dtype);
+    const size_t cls = cls_lp > cls_soft ? cls_lp : cls_soft;
     CARVE(a->cls_scratch, cls);
     CARVE(a->tokens, N * sizeof(int32_t));
     CARVE(a->targets, N * sizeof(int32_t));
@@ -418,12 +424,15 @@ static int host_reserve(LlamaCuda *d, size_t N, Err *e) {
     free(d->h_scatter);
     free(d->h_tsample);
     free(d->h_logprob);
+    free(d->h_soft_loss);
     d->h_targets = malloc(N * sizeof(int32_t));
     d->h_tpos = malloc(N * sizeof(int32_t));
     d->h_scatter = malloc(N * sizeof(int32_t));
     d->h_tsample = malloc(N * sizeof(int32_t));
     d->h_logprob = malloc(N * sizeof(float));
-    if (!d->h_targets || !d->h_tpos || !d->h_scatter || !d->h_tsample || !d->h_logprob) {
+    d->h_soft_loss = malloc(N * sizeof(float));
+    if (!d->h_targets || !d->h_tpos || !d->h_scatter || !d->h_tsample || !d->h_logprob ||
+        !d->h_soft_loss) {
         d->host_cap = 0;
         return err_set(e, "out of host memory for the targets of %zu tokens", N);
     }
@@ -556,7 +565,8 @@ static int forward_trunk(LlamaCuda *d, Err *e) {
 // t+1 of its sample) and runs the trunk: the target rows are in a->xt.
 static int forward_rows(LlamaCuda *d, const Batch *b, Err *e) {
     d->have_forward = d->have_rows = 0;
-    d->kl_ref = NULL;
+    d->soft = 0;
+    d->soft_ref = NULL;
     if (check_batch(&d->cfg, b, e)) return -1;
     const size_t N = b->n_tokens;
     if (acts_reserve(d, N, b->n_samples, e)) return -1;
@@ -593,20 +603,24 @@ static int forward_rows(LlamaCuda *d, const Batch *b, Err *e) {
     return 0;
 }
 
-// Downloads the per-target values of the head (log-probs or KL) and sums them per sample, in
-// target order and in double, as host/llama.c.
+// Downloads the per-target log-probs (and a soft head's losses) and sums the head's values per
+// sample, in target order and in double, as host/llama.c.
 static int finish_head(LlamaCuda *d, double *sums, int *counts, Err *e) {
     const size_t M = d->n_targets;
     if (M > 0)
         CUDA_TRY(e, cudaMemcpyAsync(d->h_logprob, d->a.logprob, M * sizeof(float),
                                     cudaMemcpyDeviceToHost, d->stream));
+    if (M > 0 && d->soft)
+        CUDA_TRY(e, cudaMemcpyAsync(d->h_soft_loss, d->a.soft_loss, M * sizeof(float),
+                                    cudaMemcpyDeviceToHost, d->stream));
     CUDA_TRY(e, cudaStreamSynchronize(d->stream));
+    const float *values = d->soft ? d->h_soft_loss : d->h_logprob;
     if (sums)
         for (int s = 0; s < d->n_samples; s++) sums[s] = 0.0;
     if (counts)
         for (int s = 0; s < d->n_samples; s++) counts[s] = 0;
     for (size_t j = 0; j < M; j++) {
-        if (sums) sums[d->h_tsample[j]] += d->h_logprob[j];
+        if (sums) sums[d->h_tsample[j]] += values[j];
         if (counts) counts[d->h_tsample[j]]++;
     }
     d->have_forward = 1;
@@ -640,29 +654,45 @@ int llama_cuda_forward_rows(LlamaCuda *d, const Batch *b, Err *e) {
     return 0;
 }
 
-int llama_cuda_forward_kl(LlamaCuda *d, const Batch *b, const LlamaCuda *ref, double *kl_sum,
-                          int *n_targets, Err *e) {
-    if (ref->dtype != d->dtype || ref->cfg.vocab_size != d->cfg.vocab_size ||
-        ref->cfg.hidden_size != d->cfg.hidden_size)
-        return err_set(e, "llama_cuda_forward_kl: the reference model differs in dtype or shape");
+// The soft target of the last forward_soft, with device pointers.
+static SoftTarget soft_target_of(const LlamaCuda *d, const SoftSpec *spec, const LlamaCuda *ref) {
+    SoftTarget q = {NULL, NULL, d->a.targets, spec->target_shift, spec->cross_entropy};
+    if (ref) {
+        q.xref = ref->a.xt;
+        q.wref = weight_at(ref, ref->lm_head);
+    }
+    return q;
+}
+
+int llama_cuda_forward_soft(LlamaCuda *d, const Batch *b, const SoftSpec *spec,
+                            const LlamaCuda *ref, double *loss_sum, int *n_targets, Err *e) {
+    if (spec->from_reference != (ref != NULL))
+        return err_set(e, "llama_cuda_forward_soft: a reference source needs the reference "
+                          "model, and only it");
+    if (ref && (ref->dtype != d->dtype || ref->cfg.vocab_size != d->cfg.vocab_size ||
+                ref->cfg.hidden_size != d->cfg.hidden_size))
+        return err_set(e, "llama_cuda_forward_soft: the reference model differs in dtype or "
+                          "shape");
     if (forward_rows(d, b, e)) return -1;
-    if (!ref->have_rows || ref->n_targets != d->n_targets)
+    if (ref && (!ref->have_rows || ref->n_targets != d->n_targets))
         return err_set(e, "the reference forward does not match this batch (%zu vs %zu targets)",
                        ref->have_rows ? ref->n_targets : 0, d->n_targets);
     DeviceActs *a = &d->a;
     const int D = d->cfg.hidden_size, V = d->cfg.vocab_size;
+    d->soft = 1;
+    d->soft_ref = ref;
+    d->soft_target = soft_target_of(d, spec, ref);
     if (d->n_targets > 0)
-        CUDA_TRY(e, cuda_classifier_kl_forward(a->logprob, a->lse, a->cls_scratch,
-                                               a->cls_scratch_bytes, a->xt,
-                                               weight_at(d, d->lm_head), ref->a.xt,
-                                               weight_at(ref, ref->lm_head), d->n_targets, D, V,
-                                               d->dtype, d->cublas, d->stream));
-    d->kl_ref = ref;
-    return finish_head(d, kl_sum, n_targets, e);
+        CUDA_TRY(e, cuda_classifier_soft_forward(a->soft_loss, a->lse, a->soft_gap, a->logprob,
+                                                 a->cls_scratch, a->cls_scratch_bytes, a->xt,
+                                                 weight_at(d, d->lm_head), &d->soft_target,
+                                                 d->n_targets, D, V, d->dtype, d->cublas,
+                                                 d->stream));
+    return finish_head(d, loss_sum, n_targets, e);
 }
 
 int llama_cuda_target_stats(LlamaCuda *d, uint8_t *is_argmax, float *mu, float *var, Err *e) {
-    if (!d->have_forward || d->kl_ref)
+    if (!d->have_forward || d->soft)
         return err_set(e, "llama_cuda_target_stats: no llama_cuda_forward to take them from");
     const size_t M = d->n_targets;
     if (M == 0) return 0;
@@ -682,6 +712,7 @@ int llama_cuda_target_stats(LlamaCuda *d, uint8_t *is_argmax, float *mu, float *
 size_t llama_cuda_n_targets(const LlamaCuda *d) { return d->have_forward ? d->n_targets : 0; }
 const int32_t *llama_cuda_target_sample(const LlamaCuda *d) { return d->h_tsample; }
 const float *llama_cuda_target_logprob(const LlamaCuda *d) { return d->h_logprob; }
+const float *llama_cuda_target_loss(const LlamaCuda *d) { return d->h_soft_loss; }
 
 // ---- backward --------------------------------------------------------------------------------
 
@@ -711,12 +742,12 @@ int llama_cuda_backward(LlamaCuda *d, const float *weight, Err *e) {
     if (zero(d, a->dxt, (M + 1) * (size_t)D * es, e)) return -1;
     if (M > 0) {
         if (upload(d, a->weight, weight, M * sizeof(float), e)) return -1;
-        if (d->kl_ref)
-            CUDA_TRY(e, cuda_classifier_kl_backward(a->dxt, g + d->lm_head, a->cls_scratch,
-                                                    a->cls_scratch_bytes, a->xt,
-                                                    weight_at(d, d->lm_head), d->kl_ref->a.xt,
-                                                    weight_at(d->kl_ref, d->kl_ref->lm_head),
-                                                    a->lse, a->weight, M, D, V, dt, cb, st));
+        if (d->soft)
+            CUDA_TRY(e, cuda_classifier_soft_backward(a->dxt, g + d->lm_head, a->cls_scratch,
+                                                      a->cls_scratch_bytes, a->xt,
+                                                      weight_at(d, d->lm_head), &d->soft_target,
+                                                      a->lse, a->soft_gap, a->weight, M, D, V,
+                                                      dt, cb, st));
         else
             CUDA_TRY(e, cuda_classifier_backward(a->dxt, g + d->lm_head, a->cls_scratch,
                                                  a->cls_scratch_bytes, a->xt,

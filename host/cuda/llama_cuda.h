@@ -37,14 +37,15 @@ const char *llama_cuda_device_name(const LlamaCuda *d);
 // As llama_forward: sum_logprob[s] = sum over sample s's targets of log p(target), n_targets[s]
 // their count (either may be NULL). Keeps on the device what llama_cuda_backward needs.
 int llama_cuda_forward(LlamaCuda *d, const Batch *b, double *sum_logprob, int *n_targets, Err *e);
-// As llama_forward_rows: the trunk only, keeping the target rows for a llama_cuda_forward_kl of
+// As llama_forward_rows: the trunk only, keeping the target rows for a llama_cuda_forward_soft of
 // another model over the same batch.
 int llama_cuda_forward_rows(LlamaCuda *d, const Batch *b, Err *e);
-// As llama_forward_kl: the head is KL(p_ref || p) per target, p_ref from ref's rows of the same
-// batch (ref after llama_cuda_forward_rows, same dtype and shape); ref must stay unchanged until
-// the following llama_cuda_backward, which then takes dLoss/dKL per target.
-int llama_cuda_forward_kl(LlamaCuda *d, const Batch *b, const LlamaCuda *ref, double *kl_sum,
-                          int *n_targets, Err *e);
+// As llama_forward_soft: the head is a loss against a soft target per target; with
+// spec->from_reference its source is ref's rows of the same batch (ref after
+// llama_cuda_forward_rows, same dtype and shape, unchanged until the following
+// llama_cuda_backward, which then takes dLoss/dloss per target), otherwise ref is NULL.
+int llama_cuda_forward_soft(LlamaCuda *d, const Batch *b, const SoftSpec *spec,
+                            const LlamaCuda *ref, double *loss_sum, int *n_targets, Err *e);
 // As llama_target_stats, after llama_cuda_forward: host arrays of llama_cuda_n_targets() entries.
 int llama_cuda_target_stats(LlamaCuda *d, uint8_t *is_argmax, float *mu, float *var, Err *e);
 // As llama_backward: weight (host, llama_cuda_n_targets() floats) = dLoss/dNLL of each target of
@@ -63,6 +64,8 @@ int llama_cuda_download_params(const LlamaCuda *d, float *params, Err *e);
 size_t llama_cuda_n_targets(const LlamaCuda *d);
 const int32_t *llama_cuda_target_sample(const LlamaCuda *d);
 const float *llama_cuda_target_logprob(const LlamaCuda *d);
+// Per-target losses of the last llama_cuda_forward_soft (host array).
+const float *llama_cuda_target_loss(const LlamaCuda *d);
 
 // Decoding over device KV caches: n_slots sequences of `capacity` positions (<= the model's
 // context), steps of at most max_rows rows. Reallocates only to grow.

@@ -1,5 +1,5 @@
-// CUDA twin of kernels/cpu/classifier.c and classifier_kl.c: the fused LM head + log-softmax
-// (target log-prob, per-row statistics, KL to a reference model) without (M, V) logits.
+// CUDA twin of kernels/cpu/classifier.c and classifier_soft.c: the fused LM head + log-softmax
+// (target log-prob, per-row statistics, loss against a soft target) without (M, V) logits.
 // cuBLAS writes one tile of rows x vocabulary logits at a time into scratch; small kernels fold
 // each tile into per-row running statistics (online log-sum-exp, Milakov & Gimelshein 2018) or,
 // in the backward, turn it into dlogits that two more GEMMs take to dx and dw. Tiles are visited
@@ -23,7 +23,7 @@ struct RowState {
     float target;         // the target's logit (NaN until its tile has passed)
     int best;             // index of the first maximum (stats)
     double sum, ref_sum;  // running sums of exp(logit - max)
-    double acc, acc2;     // KL: sum exp(lr - ref_max) (lr - l); stats: sum p log p, sum p log^2 p
+    double acc, acc2;     // soft: sum exp(s - ref_max) (s - l) and (l); stats: sum p log p, p log^2 p
 };
 
 // Merges a tile's (max, sum of exp(l - max)) into a running pair.
@@ -49,10 +49,19 @@ __device__ __forceinline__ int64_t warp_row(size_t rows) {
     return r < rows ? static_cast<int64_t>(r) : -1;
 }
 
+// Logit j of a tile with `shift` added at the row's target t (tile-relative; outside: none).
+__device__ __forceinline__ float shifted(const float* l, int j, int t, float shift) {
+    return j == t ? l[j] + shift : l[j];
+}
+
+// exp(v - m) that is 0 for v = -inf (also when m = -inf: a tile of left-out values only).
+__device__ __forceinline__ float exp_or_zero(float v, float m) {
+    return v == -INFINITY ? 0.0f : expf(v - m);
+}
+
 // Folds one tile of logits (rows, vt) into each row's running log-sum-exp and picks up the
-// target's logit; the last tile writes lse and, with targets, logprob, or (norm) the row's max
-// and 1 / sum exp(l - max), with which softmax = exp(l - max) / sum as the CPU twin computes it.
-__global__ void classifier_fold_lse(RowState* state, float* lse, float* logprob, float2* norm,
+// target's logit; the last tile writes lse and logprob.
+__global__ void classifier_fold_lse(RowState* state, float* lse, float* logprob,
                                     const float* logits, const int32_t* targets, size_t rows,
                                     int v0, int vt, int first, int last) {
     const int64_t r = warp_row(rows);
@@ -68,15 +77,12 @@ __global__ void classifier_fold_lse(RowState* state, float* lse, float* logprob,
     if (lane != 0) return;
     RowState st = first ? fresh_state() : state[r];
     merge_lse(&st.max, &st.sum, m, s);
-    if (targets != nullptr) {
-        const int t = targets[r] - v0;
-        if (t >= 0 && t < vt) st.target = l[t];
-    }
+    const int t = targets[r] - v0;
+    if (t >= 0 && t < vt) st.target = l[t];
     if (last) {
         const float row_lse = static_cast<float>(st.max + log(st.sum));
-        if (lse != nullptr) lse[r] = row_lse;
-        if (logprob != nullptr) logprob[r] = st.target - row_lse;
-        if (norm != nullptr) norm[r] = make_float2(st.max, static_cast<float>(1.0 / st.sum));
+        lse[r] = row_lse;
+        logprob[r] = st.target - row_lse;
     } else {
         state[r] = st;
     }
@@ -127,46 +133,61 @@ __global__ void classifier_fold_stats(RowState* state, uint8_t* is_argmax, float
     }
 }
 
-// classifier_kl_forward over one tile of current logits l and reference logits lr: running
-// log-sum-exps of both and sum exp(lr - ref_max) (lr - l), with which
-// KL = sum_v p_ref (lr - l) - lse_ref + lse. Sums in double: the KL is a small difference of large
-// terms.
-__global__ void classifier_fold_kl(RowState* state, float* kl, float* lse, const float* logits,
-                                   const float* ref_logits, size_t rows, int vt, int first,
-                                   int last) {
+// classifier_soft_forward over one tile of current logits l and source logits src (the same
+// pointer when q is the model's own distribution), src shifted at the target: running
+// log-sum-exps of both, sum exp(s - ref_max) (s - l) for the KL and sum exp(s - ref_max) l for
+// the cross-entropy, and the target's logit: KL = sum_v q (s - l) - lse_s + lse,
+// H(q, p) = lse - sum_v q l. Sums in double: the KL is a small difference of large terms.
+__global__ void classifier_fold_soft(RowState* state, float* loss, float* lse, float* gap,
+                                     float* logprob,
+                                     const float* logits, const float* src_logits,
+                                     const int32_t* targets, float shift, int cross_entropy,
+                                     size_t rows, int v0, int vt, int first, int last) {
     const int64_t r = warp_row(rows);
     if (r < 0) return;
     const int lane = threadIdx.x % 32;
     const float* l = logits + r * vt;
-    const float* lr = ref_logits + r * vt;
-    float m = -INFINITY, mr = -INFINITY;
-    for (int j = lane; j < vt; j += 32) m = fmaxf(m, l[j]), mr = fmaxf(mr, lr[j]);
+    const float* src = src_logits + r * vt;
+    const int t = targets[r] - v0;
+    float m = -INFINITY, ms = -INFINITY;
+    for (int j = lane; j < vt; j += 32) m = fmaxf(m, l[j]), ms = fmaxf(ms, shifted(src, j, t, shift));
     m = warp_max(m);
-    mr = warp_max(mr);
-    double s = 0.0, sr = 0.0, acc = 0.0;
+    ms = warp_max(ms);
+    double sum = 0.0, sums = 0.0, acc_kl = 0.0, acc_ce = 0.0;
     for (int j = lane; j < vt; j += 32) {
-        s += expf(l[j] - m);
-        const double er = expf(lr[j] - mr);
-        sr += er;
-        acc += er * (static_cast<double>(lr[j]) - l[j]);
+        sum += expf(l[j] - m);
+        const float sj = shifted(src, j, t, shift);
+        if (sj == -INFINITY) continue;  // left out of q
+        const double es = expf(sj - ms);
+        sums += es;
+        acc_kl += es * (static_cast<double>(sj) - l[j]);
+        acc_ce += es * l[j];
     }
-    s = warp_sum(s);
-    sr = warp_sum(sr);
-    acc = warp_sum(acc);
+    sum = warp_sum(sum);
+    sums = warp_sum(sums);
+    acc_kl = warp_sum(acc_kl);
+    acc_ce = warp_sum(acc_ce);
     if (lane != 0) return;
     RowState st = first ? fresh_state() : state[r];
-    merge_lse(&st.max, &st.sum, m, s);
-    // The reference's sum and acc share the same shift, so they rescale together.
-    const float new_ref_max = fmaxf(st.ref_max, mr);
-    const double keep = exp(static_cast<double>(st.ref_max) - new_ref_max);
-    const double add = exp(static_cast<double>(mr) - new_ref_max);
-    st.ref_sum = st.ref_sum * keep + sr * add;
-    st.acc = st.acc * keep + acc * add;
-    st.ref_max = new_ref_max;
+    merge_lse(&st.max, &st.sum, m, sum);
+    if (t >= 0 && t < vt) st.target = l[t];
+    // The source's sum and accumulators share the same shift, so they rescale together.
+    if (ms != -INFINITY) {
+        const float new_ref_max = fmaxf(st.ref_max, ms);
+        const double keep = exp(static_cast<double>(st.ref_max) - new_ref_max);
+        const double add = exp(static_cast<double>(ms) - new_ref_max);
+        st.ref_sum = st.ref_sum * keep + sums * add;
+        st.acc = st.acc * keep + acc_kl * add;
+        st.acc2 = st.acc2 * keep + acc_ce * add;
+        st.ref_max = new_ref_max;
+    }
     if (last) {
-        const double lse_cur = st.max + log(st.sum), lse_ref = st.ref_max + log(st.ref_sum);
+        const double lse_cur = st.max + log(st.sum), lse_src = st.ref_max + log(st.ref_sum);
         lse[r] = static_cast<float>(lse_cur);
-        kl[r] = static_cast<float>(st.acc / st.ref_sum - lse_ref + lse_cur);
+        gap[r] = static_cast<float>(lse_cur - lse_src);
+        loss[r] = static_cast<float>(cross_entropy ? lse_cur - st.acc2 / st.ref_sum
+                                                   : st.acc / st.ref_sum - lse_src + lse_cur);
+        if (logprob != nullptr) logprob[r] = static_cast<float>(st.target - lse_cur);
     } else {
         state[r] = st;
     }
@@ -192,21 +213,34 @@ __global__ void classifier_dlogits(T* dlogits, const float* logits, const float*
     }
 }
 
-// dlogits = weight * (p - p_ref) for one tile of the KL variant.
+// p_j - q_j as the CPU twin computes it (kernels/cpu/classifier_soft.c p_minus_q): with
+// d_j = (l_j - s_j) - gap, p_j = q_j e^d_j, so near d_j = 0 the difference is q_j expm1(d_j)
+// (the same Taylor polynomial) instead of a cancellation of two close exps.
+__device__ __forceinline__ float p_minus_q(float l, float s, float lse, float gap) {
+    const float p = expf(l - lse), q = exp_or_zero(s, lse - gap);
+    const float d = (l - s) - gap;
+    const float e = d * (1.0f + d * (0.5f + d * (1.0f / 6 + d * (1.0f / 24 + d * (1.0f / 120 +
+                    d * (1.0f / 720 + d * (1.0f / 5040)))))));
+    return fabsf(d) < 0.5f ? q * e : p - q;
+}
+
+// dlogits = weight * (p - q) for one tile of the soft-target variant, s the shifted source
+// logits; from the forward's lse and gap alone, so the backward needs no pass of its own over
+// the source's log-sum-exp.
 template <typename T>
-__global__ void classifier_kl_dlogits(T* dlogits, const float* logits, const float* ref_logits,
-                                      const float* lse, const float2* ref_norm, const float* weight,
-                                      size_t rows, int vt) {
+__global__ void classifier_soft_dlogits(T* dlogits, const float* logits, const float* src_logits,
+                                        const float* lse, const float* gap,
+                                        const int32_t* targets, float shift, const float* weight,
+                                        size_t rows, int v0, int vt) {
     const int64_t r = warp_row(rows);
     if (r < 0) return;
-    const float wr = weight[r], row_lse = lse[r];
-    const float2 ref = ref_norm[r];  // p_ref = exp(lr - ref.x) * ref.y
+    const float wr = weight[r], row_lse = lse[r], row_gap = gap[r];
+    const int t = targets[r] - v0;
     for (int j = threadIdx.x % 32; j < vt; j += 32) {
-        float d = 0.0f;
-        if (wr != 0.0f) {
-            d = wr *
-                (expf(logits[r * vt + j] - row_lse) - expf(ref_logits[r * vt + j] - ref.x) * ref.y);
-        }
+        // In place (T = float, src_logits == logits for q from the model's own logits): both
+        // values of column j are read before it is written, by the same thread.
+        const float sj = shifted(src_logits + r * vt, j, t, shift);
+        const float d = wr != 0.0f ? wr * p_minus_q(logits[r * vt + j], sj, row_lse, row_gap) : 0.0f;
         store_f32(&dlogits[r * vt + j], d);
     }
 }
@@ -228,20 +262,19 @@ size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 struct Tiling {
     size_t rows;
     int vt;
-    size_t logits, ref_logits, ref_norm, dlogits, dx_acc, state;
+    size_t logits, ref_logits, dlogits, dx_acc, state;
     size_t bytes;
 };
 
-Tiling layout_for(size_t rows, int vt, int D, LetheDtype dtype, bool kl) {
+Tiling layout_for(size_t rows, int vt, int D, LetheDtype dtype, bool soft) {
     Tiling t{};
     t.rows = rows;
     t.vt = vt;
     const size_t cells = rows * static_cast<size_t>(vt);
     size_t at = 0;
     t.logits = at, at += align256(cells * sizeof(float));  // (rows, vt)
-    if (kl) {
+    if (soft) {
         t.ref_logits = at, at += align256(cells * sizeof(float));  // (rows, vt)
-        t.ref_norm = at, at += align256(rows * sizeof(float2));    // (rows)
     }
     if (dtype == LETHE_BF16) {  // the backward's GEMM operands, and dx summed in fp32
         t.dlogits = at, at += align256(cells * sizeof(__nv_bfloat16));                 // (rows, vt)
@@ -252,17 +285,17 @@ Tiling layout_for(size_t rows, int vt, int D, LetheDtype dtype, bool kl) {
     return t;
 }
 
-Tiling largest_tiling(size_t M, int D, int V, LetheDtype dtype, bool kl) {
+Tiling largest_tiling(size_t M, int D, int V, LetheDtype dtype, bool soft) {
     const size_t rows = M < kMaxTileRows ? M : kMaxTileRows;
-    return layout_for(rows > 0 ? rows : 1, V < kMaxVocabTile ? V : kMaxVocabTile, D, dtype, kl);
+    return layout_for(rows > 0 ? rows : 1, V < kMaxVocabTile ? V : kMaxVocabTile, D, dtype, soft);
 }
 
 // The largest tiles that fit: the vocabulary tile halves first (to powers of two, not below
 // 64), the rows last, because every row chunk reads all of w once: the rows of a chunk are what
 // that read is shared over.
 int choose_tiling(Tiling* t, size_t scratch_bytes, size_t M, int D, int V, LetheDtype dtype,
-                  bool kl) {
-    *t = largest_tiling(M, D, V, dtype, kl);
+                  bool soft) {
+    *t = largest_tiling(M, D, V, dtype, soft);
     size_t rows = t->rows;
     int vt = t->vt;
     while (t->bytes > scratch_bytes) {
@@ -279,7 +312,7 @@ int choose_tiling(Tiling* t, size_t scratch_bytes, size_t M, int D, int V, Lethe
                     __FILE__, __LINE__, scratch_bytes, vt, t->bytes);
             return cudaErrorInvalidValue;
         }
-        *t = layout_for(rows, vt, D, dtype, kl);
+        *t = layout_for(rows, vt, D, dtype, soft);
     }
     return 0;
 }
@@ -359,9 +392,9 @@ int valid_sizes(size_t M, int D, int V) {
 }
 
 int prepare(Gemms* g, Tiling* t, void* cublas, cudaStream_t stream, size_t scratch_bytes, size_t M,
-            int D, int V, LetheDtype dtype, bool kl) {
+            int D, int V, LetheDtype dtype, bool soft) {
     RETURN_IF_ERROR(valid_sizes(M, D, V));
-    RETURN_IF_ERROR(choose_tiling(t, scratch_bytes, M, D, V, dtype, kl));
+    RETURN_IF_ERROR(choose_tiling(t, scratch_bytes, M, D, V, dtype, soft));
     g->handle = static_cast<cublasHandle_t>(cublas);
     g->ab = dtype == LETHE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     g->elt = dtype == LETHE_BF16 ? sizeof(__nv_bfloat16) : sizeof(float);
@@ -417,7 +450,7 @@ extern "C" size_t cuda_classifier_scratch_bytes(size_t M, int D, int V, LetheDty
     return largest_tiling(M, D, V, dtype, false).bytes;
 }
 
-extern "C" size_t cuda_classifier_kl_scratch_bytes(size_t M, int D, int V, LetheDtype dtype) {
+extern "C" size_t cuda_classifier_soft_scratch_bytes(size_t M, int D, int V, LetheDtype dtype) {
     return largest_tiling(M, D, V, dtype, true).bytes;
 }
 
@@ -443,7 +476,7 @@ extern "C" int cuda_classifier_forward(float* logprob, float* lse, void* scratch
             const int vt = V - v0 < t.vt ? V - v0 : t.vt;
             RETURN_IF_ERROR(g.logits(logits, x, w, m0, rows, v0, vt));
             LETHE_LAUNCH(classifier_fold_lse, row_grid(rows), dim3(kRowThreads), 0, stream)
-            (state, lse + m0, logprob + m0, nullptr, logits, targets + m0, rows, v0, vt, v0 == 0,
+            (state, lse + m0, logprob + m0, logits, targets + m0, rows, v0, vt, v0 == 0,
              v0 + vt == V);
             LETHE_CUDA_CHECK(cudaGetLastError());
         }
@@ -513,73 +546,67 @@ extern "C" int cuda_classifier_stats(uint8_t* is_argmax, float* mu, float* var, 
     return 0;
 }
 
-// Launch configuration: as cuda_classifier_forward, two GEMMs (current, reference) per tile.
-extern "C" int cuda_classifier_kl_forward(float* kl, float* lse, void* scratch,
-                                          size_t scratch_bytes, const void* x, const void* w,
-                                          const void* xref, const void* wref, size_t M, int D,
-                                          int V, LetheDtype dtype, void* cublas,
-                                          LetheStream stream) {
-    // kl, lse (M); x, xref (M, D); w, wref (V, D)
+// Launch configuration: as cuda_classifier_forward, two GEMMs (current, reference) per tile, or
+// one when q comes from the current logits.
+extern "C" int cuda_classifier_soft_forward(float* loss, float* lse, float* gap, float* logprob,
+                                            void* scratch,
+                                            size_t scratch_bytes, const void* x, const void* w,
+                                            const SoftTarget* q, size_t M, int D, int V,
+                                            LetheDtype dtype, void* cublas, LetheStream stream) {
+    // loss, lse, gap, logprob (or NULL), q->targets (M); x, q->xref (M, D); w, q->wref (V, D)
     Gemms g;
     Tiling t;
     RETURN_IF_ERROR(prepare(&g, &t, cublas, stream, scratch_bytes, M, D, V, dtype, true));
     float* logits = scratch_at<float>(scratch, t.logits);
-    float* ref_logits = scratch_at<float>(scratch, t.ref_logits);
+    float* src = q->xref != nullptr ? scratch_at<float>(scratch, t.ref_logits) : logits;
     RowState* state = scratch_at<RowState>(scratch, t.state);
     for (size_t m0 = 0; m0 < M; m0 += t.rows) {
         const size_t rows = M - m0 < t.rows ? M - m0 : t.rows;
         for (int v0 = 0; v0 < V; v0 += t.vt) {
             const int vt = V - v0 < t.vt ? V - v0 : t.vt;
             RETURN_IF_ERROR(g.logits(logits, x, w, m0, rows, v0, vt));
-            RETURN_IF_ERROR(g.logits(ref_logits, xref, wref, m0, rows, v0, vt));
-            LETHE_LAUNCH(classifier_fold_kl, row_grid(rows), dim3(kRowThreads), 0, stream)
-            (state, kl + m0, lse + m0, logits, ref_logits, rows, vt, v0 == 0, v0 + vt == V);
+            if (q->xref != nullptr) RETURN_IF_ERROR(g.logits(src, q->xref, q->wref, m0, rows, v0, vt));
+            LETHE_LAUNCH(classifier_fold_soft, row_grid(rows), dim3(kRowThreads), 0, stream)
+            (state, loss + m0, lse + m0, gap + m0, logprob != nullptr ? logprob + m0 : nullptr,
+             logits, src,
+             q->targets + m0, q->shift, q->cross_entropy, rows, v0, vt, v0 == 0, v0 + vt == V);
             LETHE_CUDA_CHECK(cudaGetLastError());
         }
     }
     return 0;
 }
 
-// Launch configuration: as cuda_classifier_backward. The forward saves only the current lse, so
-// each row chunk first runs over the vocabulary once for the reference's lse (one GEMM per
-// tile), then once more for the gradients (two GEMMs for the logits, two for dx and dw).
-extern "C" int cuda_classifier_kl_backward(void* dx, float* dw, void* scratch, size_t scratch_bytes,
-                                           const void* x, const void* w, const void* xref,
-                                           const void* wref, const float* lse, const float* weight,
-                                           size_t M, int D, int V, LetheDtype dtype, void* cublas,
-                                           LetheStream stream) {
-    // dx, x, xref (M, D); dw (V, D) or NULL; w, wref (V, D); lse, weight (M)
+// Launch configuration: as cuda_classifier_backward; per tile one or two GEMMs for the logits
+// (current, and the reference's when q comes from it), two for dx and dw.
+extern "C" int cuda_classifier_soft_backward(void* dx, float* dw, void* scratch,
+                                             size_t scratch_bytes, const void* x, const void* w,
+                                             const SoftTarget* q, const float* lse,
+                                             const float* gap, const float* weight, size_t M,
+                                             int D, int V, LetheDtype dtype, void* cublas,
+                                             LetheStream stream) {
+    // dx, x, q->xref (M, D); dw (V, D) or NULL; w, q->wref (V, D); lse, gap, weight, targets (M)
     Gemms g;
     Tiling t;
     RETURN_IF_ERROR(prepare(&g, &t, cublas, stream, scratch_bytes, M, D, V, dtype, true));
     float* logits = scratch_at<float>(scratch, t.logits);
-    float* ref_logits = scratch_at<float>(scratch, t.ref_logits);
-    float2* ref_norm = scratch_at<float2>(scratch, t.ref_norm);
-    RowState* state = scratch_at<RowState>(scratch, t.state);
+    float* src = q->xref == nullptr ? logits : scratch_at<float>(scratch, t.ref_logits);
     for (size_t m0 = 0; m0 < M; m0 += t.rows) {
         const size_t rows = M - m0 < t.rows ? M - m0 : t.rows;
         const dim3 grid = row_grid(rows);
         for (int v0 = 0; v0 < V; v0 += t.vt) {
             const int vt = V - v0 < t.vt ? V - v0 : t.vt;
-            RETURN_IF_ERROR(g.logits(ref_logits, xref, wref, m0, rows, v0, vt));
-            LETHE_LAUNCH(classifier_fold_lse, grid, dim3(kRowThreads), 0, stream)
-            (state, nullptr, nullptr, ref_norm, ref_logits, nullptr, rows, v0, vt, v0 == 0,
-             v0 + vt == V);
-            LETHE_CUDA_CHECK(cudaGetLastError());
-        }
-        for (int v0 = 0; v0 < V; v0 += t.vt) {
-            const int vt = V - v0 < t.vt ? V - v0 : t.vt;
             RETURN_IF_ERROR(g.logits(logits, x, w, m0, rows, v0, vt));
-            RETURN_IF_ERROR(g.logits(ref_logits, xref, wref, m0, rows, v0, vt));
+            if (q->xref != nullptr) RETURN_IF_ERROR(g.logits(src, q->xref, q->wref, m0, rows, v0, vt));
             if (dtype == LETHE_BF16) {
-                auto kernel = classifier_kl_dlogits<__nv_bfloat16>;
+                auto kernel = classifier_soft_dlogits<__nv_bfloat16>;
                 LETHE_LAUNCH(kernel, grid, dim3(kRowThreads), 0, stream)
-                (scratch_at<__nv_bfloat16>(scratch, t.dlogits), logits, ref_logits, lse + m0,
-                 ref_norm, weight + m0, rows, vt);
+                (scratch_at<__nv_bfloat16>(scratch, t.dlogits), logits, src, lse + m0, gap + m0,
+                 q->targets + m0, q->shift, weight + m0, rows, v0, vt);
             } else {
-                auto kernel = classifier_kl_dlogits<float>;
+                auto kernel = classifier_soft_dlogits<float>;
                 LETHE_LAUNCH(kernel, grid, dim3(kRowThreads), 0, stream)
-                (logits, logits, ref_logits, lse + m0, ref_norm, weight + m0, rows, vt);
+                (logits, logits, src, lse + m0, gap + m0, q->targets + m0, q->shift, weight + m0,
+                 rows, v0, vt);
             }
             LETHE_CUDA_CHECK(cudaGetLastError());
             RETURN_IF_ERROR(

@@ -173,7 +173,8 @@ run_ft() {
 
 case "$mode" in
 methods)
-  for spec in ga:none graddiff:nll npo:nll simnpo:nll wga:nll satimp:nll idknll:nll idkdpo:nll \
+  for spec in ga:none graddiff:nll npo:nll simnpo:nll wga:nll satimp:nll undial:nll ceu:none \
+      idknll:nll idkdpo:nll \
       task_vector:none npo:kl finetune:none; do
     method=${spec%%:*}; retain=${spec##*:}
     # KL(p_ref || p) and its gradient are 0 until the model has moved: the KL run takes 2 steps.

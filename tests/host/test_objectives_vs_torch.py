@@ -1,6 +1,6 @@
 # Oracle for whole unlearning/finetuning steps: `lethe unlearn` / `lethe finetune` runs two
 # optimizer steps of every objective (ga; graddiff with nll and kl retain terms; npo; simnpo;
-# wga; satimp; finetune) with SGD and AdamW (decoupled weight decay on 2-D weights only, gradient clipping),
+# wga; satimp; undial; ceu; idknll; idkdpo; task_vector; finetune) with SGD and AdamW (decoupled weight decay on 2-D weights only, gradient clipping),
 # and PyTorch autograd (float64) does the same two steps from the same start model and data with
 # torch.optim.SGD / torch.optim.AdamW / torch.nn.utils.clip_grad_norm_. The losses are written
 # here from the issue's definitions, independently of host/objective.c:
@@ -12,6 +12,10 @@
 #   wga      L = gamma * mean_t(w_t log p_t) + alpha * R, w_t = p_t^beta, detached (mean over all
 #            forget targets t of the batch; open-unlearning's wga.py)
 #   satimp   the same with w_t = p_t^beta (1 - p_t)^beta2 (open-unlearning's satimp.py)
+#   undial   L = gamma * mean_t H(q_t, p_t) + alpha * R, q_t = softmax(z_ref,t - beta onehot(y_t))
+#            from the frozen start model, detached (mean over the forget targets)
+#   ceu      L = gamma * mean_t H(q_t, p_t) + alpha * R, q_t = softmax(z_t with z_t[y_t] = -inf),
+#            detached, the mean over each sample's targets after its first ignore_first
 #   idknll   L = gamma * NLL(F) + alpha * R (F holds the refusal answers: a descent on it)
 #   idkdpo   L = gamma * (-(2/beta) mean_i log sigmoid(beta ((s_w,i - s_w,i^ref) - (s_i - s_i^ref))))
 #            + alpha * R, s_w,i: sample i of the alternate (preferred) set; the torch side
@@ -32,7 +36,7 @@
 # s_i != s_i^ref.
 #
 # Run with Debian's /usr/bin/python3 (python3-torch 1.13, python3-h5py, python3-numpy from apt):
-#   test_objectives_vs_torch.py LETHE WORKDIR
+#   test_objectives_vs_torch.py LETHE WORKDIR [CASE_SUBSTRING]
 import json
 import math
 import os
@@ -64,6 +68,10 @@ MODELS = {
 # the forget gradient does not vanish.
 SGD = {"name": "sgd", "lr": 0.05, "weight_decay": 0, "grad_clip": 0}
 SGD_NPO = dict(SGD, lr=0.01)  # NPO's gradients are ~|targets|/|F| times larger than GA's
+# CE-U's dlogits (p - q) are ~p_t times GA's at a random start model: the update must stand well
+# above the float32 rounding of the weights it is measured from (w2 - w0), so CE-U takes a
+# larger step (and UNDIAL's defaults a slightly larger one).
+SGD_SOFT = dict(SGD, lr=0.5)
 ADAMW = {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01, "grad_clip": 0.5}
 CASES = [
     ("ga_untied_sgd", "gqa_untied_bias", "unlearn", {"name": "ga", "gamma": 1.5}, SGD),
@@ -108,6 +116,20 @@ CASES = [
     ("task_vector_tied_adamw_clip", "mqa_tied_bias", "unlearn", {"name": "task_vector"}, ADAMW),
     ("wga_untied_adamw_clip", "gqa_untied_bias", "unlearn",
      {"name": "wga", "beta": 0.5, "gamma": 8.0, "alpha": 0.5}, ADAMW),
+    ("undial_untied_sgd", "gqa_untied_bias", "unlearn",
+     {"name": "undial", "beta": 3.0, "gamma": 1.5, "alpha": 0.6}, SGD),
+    # beta 10 at the start model: a tiny first gradient, then a steep one; SGD's update is either
+    # lost in the weights' float32 rounding or amplifies it in the second step, so AdamW
+    ("undial_tied_adamw_defaults", "mqa_tied_bias", "unlearn", {"name": "undial"},
+     dict(ADAMW, grad_clip=0)),
+    ("undial_kl_tied_adamw_clip", "mqa_tied_bias", "unlearn",
+     {"name": "undial", "beta": 5.0, "gamma": 6.0, "alpha": 0.8, "retain_loss": "kl"}, ADAMW),
+    ("ceu_untied_sgd", "gqa_untied_bias", "unlearn",
+     {"name": "ceu", "gamma": 2.0, "ignore_first": 2, "alpha": 0.5, "retain_loss": "kl"},
+     SGD_SOFT),
+    ("ceu_tied_sgd_defaults", "mqa_tied_bias", "unlearn", {"name": "ceu"}, SGD_SOFT),
+    ("ceu_untied_adamw_clip", "gqa_untied_bias", "unlearn",
+     {"name": "ceu", "gamma": 8.0, "ignore_first": 0}, ADAMW),
 ]
 
 # The issue's defaults (public benchmark recipes): beta, alpha, gamma, delta, retain_loss.
@@ -121,8 +143,11 @@ METHOD_DEFAULTS = {
     "idknll": (0.1, 1.0, 1.0, 0.0, "nll"),
     "idkdpo": (0.1, 1.0, 1.0, 0.0, "nll"),
     "task_vector": (0.1, 0.0, 1.0, 0.0, "none"),
+    "undial": (10.0, 0.0, 1.0, 0.0, "nll"),
+    "ceu": (0.1, 0.0, 1.0, 0.0, "none"),
 }
 BETA2_DEFAULTS = {"satimp": 1.0}  # method.beta2, SatImp's exponent of (1 - p_t)
+IGNORE_FIRST_DEFAULTS = {"ceu": 1}  # method.ignore_first
 
 
 def token_logprobs(cfg, p, tokens, offsets, loss_mask):
@@ -171,6 +196,34 @@ def kl_sum(cfg, p, p0, data):
     return total, count
 
 
+def soft_target_ce(cfg, p, p0, data, kind, beta, ignore_first):
+    """Per-target cross-entropies H(q_t, p_t) of the soft-target methods, q_t detached: undial's
+    from the frozen start model with the target's logit lowered by beta, ceu's from the model's
+    own logits without the target; each sample's first ignore_first targets left out."""
+    tokens, offsets, mask = data
+    out = []
+    for s in range(len(offsets) - 1):
+        a, b = int(offsets[s]), int(offsets[s + 1])
+        m = torch.tensor(mask[a + 1:b].astype(bool))
+        if b - a < 2 or not m.any():
+            continue
+        toks = [int(t) for t in tokens[a:b]]
+        y = torch.tensor(toks[1:])[m]
+        lp = tl.forward_logprobs(cfg, p, toks)[:-1][m]  # (T, V) log p
+        with torch.no_grad():
+            # log-softmax differs from the logits by a per-row constant: same softmax
+            src = (tl.forward_logprobs(cfg, p0, toks)[:-1][m] if kind == "undial"
+                   else lp.detach()).clone()
+            rows = torch.arange(len(y))
+            if kind == "undial":
+                src[rows, y] -= beta
+            else:
+                src[rows, y] = float("-inf")
+            q = torch.softmax(src, dim=-1)
+        out.append((-(q * lp).sum(-1))[ignore_first:])
+    return torch.cat(out)
+
+
 # ---- the objectives, from the issue's definitions -------------------------------------------
 
 def torch_loss(kind, mp, cfg, p, p0, forget, retain, alt):
@@ -184,7 +237,7 @@ def torch_loss(kind, mp, cfg, p, p0, forget, retain, alt):
         met["train_nll"] = nll_f
         met["loss"] = nll_f
         return nll_f, met, None
-    beta, alpha, gamma, delta, retain_loss, beta2 = mp
+    beta, alpha, gamma, delta, retain_loss, beta2, ignore_first = mp
     extra = None
     if kind in ("ga", "graddiff"):
         forget_loss = gamma * (-nll_f)
@@ -209,6 +262,8 @@ def torch_loss(kind, mp, cfg, p, p0, forget, retain, alt):
         x = (Sw - sw_ref) - (S - s_ref)
         forget_loss = gamma * (-(2.0 / beta) * torch.nn.functional.logsigmoid(beta * x).mean())
         extra = float(x.detach().abs().max())
+    elif kind in ("undial", "ceu"):
+        forget_loss = gamma * soft_target_ce(cfg, p, p0, forget, kind, beta, ignore_first).mean()
     elif kind in ("wga", "satimp"):
         lp = token_logprobs(cfg, p, *forget)
         prob = lp.detach().exp()
@@ -328,7 +383,8 @@ def main():
         data[name] = (fpath, forget, rpath, retain, apath, alt)
 
     failures = []
-    for case in CASES:
+    cases = [c for c in CASES if len(sys.argv) < 4 or sys.argv[3] in c[0]]  # optional filter
+    for case in cases:
         cname, mname, command, method, opt = case
         fpath, forget, rpath, retain, apath, alt = data[mname]
         cfg, w0 = tl.read_checkpoint(models[mname])
@@ -344,7 +400,8 @@ def main():
             mp = (float(method.get("beta", b)), float(method.get("alpha", a)),
                   float(method.get("gamma", g)), float(method.get("delta", d)),
                   method.get("retain_loss", r),
-                  float(method.get("beta2", BETA2_DEFAULTS.get(kind, 0.0))))
+                  float(method.get("beta2", BETA2_DEFAULTS.get(kind, 0.0))),
+                  int(method.get("ignore_first", IGNORE_FIRST_DEFAULTS.get(kind, 0))))
         out = os.path.join(work, cname)
         yaml_path = os.path.join(work, cname + ".yaml")
         train_data = rpath if kind == "finetune" else fpath  # finetune: a set with an empty sample
@@ -419,7 +476,7 @@ def main():
             failures.append(cname)
     if failures:
         fail(f"{len(failures)} case(s) disagree with torch autograd: {', '.join(failures)}")
-    print(f"PASS: {len(CASES)} cases, {STEPS} steps each, match torch within update {UPDATE_TOL:g}, "
+    print(f"PASS: {len(cases)} cases, {STEPS} steps each, match torch within update {UPDATE_TOL:g}, "
           f"tensor {TENSOR_TOL:g}, metrics {METRIC_TOL:g} ({time.time() - t_start:.1f} s)")
 
 

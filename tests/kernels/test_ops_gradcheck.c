@@ -687,14 +687,7 @@ static void test_classifier(Stat *st, size_t M, int D, int V, int use_fd) {
     free(dx); free(dw); free(gx); free(gw); free(dx2);
 }
 
-// ---- classifier with a soft target: KL(p_ref || p) ---------------------------------------------
-
-typedef struct {
-    double *x, *w, *xr, *wr;
-    const float *weight;
-    size_t M;
-    int D, V;
-} KlCtx;
+// ---- classifier with a soft target -------------------------------------------------------------
 
 // log-softmax of one row's logits x[m] @ w^T into out (V).
 static void ref_log_softmax(double *out, const double *x, const double *w, int D, int V) {
@@ -709,39 +702,60 @@ static void ref_log_softmax(double *out, const double *x, const double *w, int D
     for (int j = 0; j < V; j++) out[j] -= mx + log(sum);
 }
 
-// Fills kl (M) when given; returns sum_m weight[m] * KL_m.
-static double ref_classifier_kl(double *kl, const double *x, const double *w, const double *xr,
-                                const double *wr, const float *weight, size_t M, int D, int V) {
-    double *lp = zerod(V), *lq = zerod(V), loss = 0.0;
+// The soft target q (M, V) of classifier_soft in double: softmax of the source logits
+// xs @ ws^T with shift added at each row's target; -inf leaves the target out (q = 0 there).
+static void ref_soft_q(double *q, const double *xs, const double *ws, const int32_t *targets,
+                       float shift, size_t M, int D, int V) {
     for (size_t m = 0; m < M; m++) {
-        ref_log_softmax(lp, x + m * D, w, D, V);
-        ref_log_softmax(lq, xr + m * D, wr, D, V);
-        double k = 0.0;
-        for (int j = 0; j < V; j++) k += exp(lq[j]) * (lq[j] - lp[j]);
-        if (kl) kl[m] = k;
-        if (weight) loss += weight[m] * k;
+        double *row = q + m * V, mx = -INFINITY, sum = 0.0;
+        for (int j = 0; j < V; j++) {
+            double s = 0.0;
+            for (int i = 0; i < D; i++) s += xs[m * D + i] * ws[(size_t)j * D + i];
+            row[j] = j == targets[m] ? s + shift : s;
+            if (row[j] > mx) mx = row[j];
+        }
+        for (int j = 0; j < V; j++) sum += row[j] == -INFINITY ? 0.0 : exp(row[j] - mx);
+        for (int j = 0; j < V; j++) row[j] = row[j] == -INFINITY ? 0.0 : exp(row[j] - mx) / sum;
+    }
+}
+
+// The loss of the soft-target head with q held fixed (it is a constant in the gradient), so that
+// finite differences over x and w check dlogits = weight * (p - q).
+typedef struct {
+    double *x, *w;
+    const double *q;
+    const float *weight;
+    size_t M;
+    int D, V, cross_entropy;
+} SoftCtx;
+
+// Fills loss (M) when given; returns sum_m weight[m] * loss_m.
+static double ref_soft_loss(double *loss, const SoftCtx *c) {
+    double *lp = zerod(c->V), total = 0.0;
+    for (size_t m = 0; m < c->M; m++) {
+        ref_log_softmax(lp, c->x + m * c->D, c->w, c->D, c->V);
+        const double *q = c->q + m * c->V;
+        double l = 0.0;
+        for (int j = 0; j < c->V; j++)
+            if (q[j] > 0.0) l += c->cross_entropy ? -q[j] * lp[j] : q[j] * (log(q[j]) - lp[j]);
+        if (loss) loss[m] = l;
+        if (c->weight) total += c->weight[m] * l;
     }
     free(lp);
-    free(lq);
-    return loss;
+    return total;
 }
 
-static double kl_loss(void *p) {
-    KlCtx *c = p;
-    return ref_classifier_kl(NULL, c->x, c->w, c->xr, c->wr, c->weight, c->M, c->D, c->V);
-}
+static double soft_loss(void *p) { return ref_soft_loss(NULL, p); }
 
-// Analytic double reference of the KL backward, dlogits = weight * (p - p_ref), for sizes too
-// big for finite differences.
-static void ref_classifier_kl_backward(double *dx, double *dw, const KlCtx *c) {
+// Analytic double reference of the backward, for sizes too big for finite differences.
+static void ref_soft_backward(double *dx, double *dw, const SoftCtx *c) {
     const int D = c->D, V = c->V;
-    double *lp = zerod(V), *lq = zerod(V);
+    double *lp = zerod(V);
     for (size_t m = 0; m < c->M; m++) {
         if (c->weight[m] == 0.0f) continue;
         ref_log_softmax(lp, c->x + m * D, c->w, D, V);
-        ref_log_softmax(lq, c->xr + m * D, c->wr, D, V);
         for (int j = 0; j < V; j++) {
-            double dl = c->weight[m] * (exp(lp[j]) - exp(lq[j]));
+            double dl = c->weight[m] * (exp(lp[j]) - c->q[m * V + j]);
             for (int i = 0; i < D; i++) {
                 dx[m * D + i] += dl * c->w[(size_t)j * D + i];
                 dw[(size_t)j * D + i] += dl * c->x[m * D + i];
@@ -749,60 +763,81 @@ static void ref_classifier_kl_backward(double *dx, double *dw, const KlCtx *c) {
         }
     }
     free(lp);
-    free(lq);
 }
 
-static void test_classifier_kl(Stat *st, size_t M, int D, int V, int use_fd) {
-    const char *op = "classifier_kl";
+// The three soft targets the methods use: KL to a reference model (the KL retain term), the
+// reference with the target's logit lowered and the cross-entropy (UNDIAL), and the model's own
+// distribution without the target and the cross-entropy (CE-U).
+typedef enum { SOFT_KL_REF, SOFT_UNDIAL, SOFT_CEU } SoftVariant;
+
+static void test_classifier_soft(Stat *st, size_t M, int D, int V, int use_fd,
+                                 SoftVariant variant) {
+    const char *ops[] = {"soft(kl,ref)", "soft(undial)", "soft(ce-u)"};
+    const char *op = ops[variant];
     float *x = randf(M * D, 1.0), *w = randf((size_t)V * D, 1.0);
     float *xr = randf(M * D, 1.0), *wr = randf((size_t)V * D, 1.0);
     float *weight = xmalloc(M * sizeof(float));
-    for (size_t m = 0; m < M; m++) weight[m] = (float)(0.3 + urand());
+    int32_t *targets = xmalloc(M * sizeof(int32_t));
+    for (size_t m = 0; m < M; m++) {
+        weight[m] = (float)(0.3 + urand());
+        targets[m] = (int32_t)((urand() + 1.0) * 0.5 * V) % V; // urand is in [-1, 1)
+    }
     weight[M / 2] = 0.0f;
-    size_t nscr = classifier_kl_scratch_size(M, V);
+    targets[0] = V - 1; // the last column: alone in the last tile of some tilings
+    const int own = variant == SOFT_CEU;
+    SoftTarget q = {own ? NULL : xr, own ? NULL : wr, targets,
+                    variant == SOFT_UNDIAL ? -2.5f : variant == SOFT_CEU ? -INFINITY : 0.0f,
+                    variant != SOFT_KL_REF};
+    size_t nscr = classifier_soft_scratch_size(M, V);
     check_true(st, nscr >= 2 * (size_t)V, op, "scratch smaller than two rows");
-    float *scratch = nanf_buf(nscr), *kl = nanf_buf(M), *lse = nanf_buf(M);
-    classifier_kl_forward(kl, lse, scratch, x, w, xr, wr, M, D, V);
+    float *scratch = nanf_buf(nscr), *loss = nanf_buf(M), *lse = nanf_buf(M);
+    float *logprob = nanf_buf(M), *gap = nanf_buf(M);
+    classifier_soft_forward(loss, lse, gap, logprob, scratch, x, w, &q, M, D, V);
     double *x_d = to_double(x, M * D), *w_d = to_double(w, (size_t)V * D);
     double *xr_d = to_double(xr, M * D), *wr_d = to_double(wr, (size_t)V * D);
-    double *kl_d = zerod(M), *lse_d = zerod(M), *logits = zerod(V);
-    ref_classifier_kl(kl_d, x_d, w_d, xr_d, wr_d, NULL, M, D, V);
-    int32_t *zeros = xmalloc(M * sizeof(int32_t));
-    memset(zeros, 0, M * sizeof(int32_t));
-    ref_classifier(NULL, lse_d, logits, x_d, w_d, zeros, NULL, M, D, V);
-    check(st, 0, op, "kl", kl, NULL, kl_d, M, FWD_ATOL, FWD_RTOL);
+    double *q_d = zerod(M * (size_t)V);
+    ref_soft_q(q_d, own ? x_d : xr_d, own ? w_d : wr_d, targets, q.shift, M, D, V);
+    SoftCtx c = {x_d, w_d, q_d, weight, M, D, V, q.cross_entropy};
+    double *loss_d = zerod(M), *lse_d = zerod(M), *logprob_d = zerod(M), *logits = zerod(V);
+    ref_soft_loss(loss_d, &c);
+    ref_classifier(logprob_d, lse_d, logits, x_d, w_d, targets, NULL, M, D, V);
+    check(st, 0, op, "loss", loss, NULL, loss_d, M, FWD_ATOL, FWD_RTOL);
     check(st, 0, op, "lse", lse, NULL, lse_d, M, FWD_ATOL, FWD_RTOL);
-    // KL of a distribution with itself is zero: the reference equal to the current model.
-    float *kl_self = nanf_buf(M);
-    classifier_kl_forward(kl_self, lse, scratch, x, w, x, w, M, D, V);
-    double worst = 0.0;
-    for (size_t m = 0; m < M; m++) worst = fmax(worst, fabs(kl_self[m]));
-    check_true(st, worst < 1e-5, op, "KL(p || p) is not zero");
+    check(st, 0, op, "logprob", logprob, NULL, logprob_d, M, FWD_ATOL, FWD_RTOL);
+    if (variant == SOFT_KL_REF) {
+        // KL of a distribution with itself is zero: the reference equal to the current model.
+        SoftTarget self = {x, w, targets, 0.0f, 0};
+        float *kl_self = nanf_buf(M);
+        classifier_soft_forward(kl_self, lse, gap, NULL, scratch, x, w, &self, M, D, V);
+        double worst = 0.0;
+        for (size_t m = 0; m < M; m++) worst = fmax(worst, fabs(kl_self[m]));
+        check_true(st, worst < 1e-5, op, "KL(p || p) is not zero");
+        free(kl_self);
+        classifier_soft_forward(loss, lse, gap, logprob, scratch, x, w, &q, M, D, V);
+    }
 
     float *dx0 = randf(M * D, 1.0), *dw0 = randf((size_t)V * D, 1.0);
     float *dx = copyf(dx0, M * D), *dw = copyf(dw0, (size_t)V * D);
-    classifier_kl_forward(kl, lse, scratch, x, w, xr, wr, M, D, V);
     for (size_t i = 0; i < nscr; i++) scratch[i] = NAN;
-    classifier_kl_backward(dx, dw, scratch, x, w, xr, wr, lse, weight, M, D, V);
-    KlCtx c = {x_d, w_d, xr_d, wr_d, weight, M, D, V};
+    classifier_soft_backward(dx, dw, scratch, x, w, &q, lse, gap, weight, M, D, V);
     double *gx, *gw;
     if (use_fd) {
-        gx = fd_grad(x_d, M * D, kl_loss, &c);
-        gw = fd_grad(w_d, (size_t)V * D, kl_loss, &c);
+        gx = fd_grad(x_d, M * D, soft_loss, &c);
+        gw = fd_grad(w_d, (size_t)V * D, soft_loss, &c);
     } else {
         gx = zerod(M * D);
         gw = zerod((size_t)V * D);
-        ref_classifier_kl_backward(gx, gw, &c);
+        ref_soft_backward(gx, gw, &c);
     }
     check(st, 1, op, "dx", dx, dx0, gx, M * D, BWD_ATOL, BWD_RTOL);
     check(st, 1, op, "dw", dw, dw0, gw, (size_t)V * D, BWD_ATOL, BWD_RTOL);
     float *dx2 = copyf(dx0, M * D);
-    classifier_kl_backward(dx2, NULL, scratch, x, w, xr, wr, lse, weight, M, D, V);
+    classifier_soft_backward(dx2, NULL, scratch, x, w, &q, lse, gap, weight, M, D, V);
     check(st, 1, op, "dx(dw NULL)", dx2, dx0, gx, M * D, BWD_ATOL, BWD_RTOL);
-    free(x); free(w); free(xr); free(wr); free(weight); free(scratch); free(kl); free(lse);
-    free(x_d); free(w_d); free(xr_d); free(wr_d); free(kl_d); free(lse_d); free(logits);
-    free(zeros); free(kl_self); free(dx0); free(dw0); free(dx); free(dw); free(gx); free(gw);
-    free(dx2);
+    free(x); free(w); free(xr); free(wr); free(weight); free(targets); free(scratch);
+    free(loss); free(lse); free(logprob); free(gap); free(x_d); free(w_d); free(xr_d); free(wr_d); free(q_d);
+    free(loss_d); free(lse_d); free(logprob_d); free(logits); free(dx0); free(dw0); free(dx);
+    free(dw); free(gx); free(gw); free(dx2);
 }
 
 // ---- determinism -----------------------------------------------------------------------------
@@ -981,9 +1016,11 @@ int main(void) {
     stat_print("classifier", &st);
 
     memset(&st, 0, sizeof st);
-    test_classifier_kl(&st, 9, 13, 37, 1);
-    test_classifier_kl(&st, 7, 5, 200000, 0); // chunks of 5 rows: two chunks
-    stat_print("classifier_kl", &st);
+    for (SoftVariant v = SOFT_KL_REF; v <= SOFT_CEU; v++) {
+        test_classifier_soft(&st, 9, 13, 37, 1, v);
+        test_classifier_soft(&st, 7, 5, 200000, 0, v); // chunks of 5 rows: two chunks
+    }
+    stat_print("classifier_soft", &st);
 
     memset(&st, 0, sizeof st);
     test_determinism(&st);

@@ -1,5 +1,5 @@
 // The CUDA fused classifier (kernels/cuda/classifier.cu) under the CPU execution harness against
-// its CPU twins (kernels/cpu/classifier.c, classifier_kl.c): every output and gradient in fp32
+// its CPU twins (kernels/cpu/classifier.c, classifier_soft.c): every output and gradient in fp32
 // and bf16, with whole and with small scratch tiles, and the same bits under other schedules.
 #include "cuda_test_util.h"
 
@@ -71,15 +71,33 @@ Inputs make_inputs(const Shape& s, LetheDtype dtype, uint64_t seed) {
     in.targets = random_tokens(s.M, s.V, seed + 6);
     const std::vector<int32_t> best = argmax_rows(in);
     for (size_t m = 0; m < s.M; m += 2) in.targets[m] = best[m];
+    // The last column: alone in the last tile when V = 129 with small tiles (a soft target
+    // that leaves it out then has a tile without mass).
+    if (s.M > 1) in.targets[1] = s.V - 1;
     // Gradients start non-zero: the backward adds to them.
     in.dx0 = as_stored(random_floats(MD, seed + 7, -0.01f, 0.01f), dtype);
     in.dw0 = random_floats(VD, seed + 8, -0.01f, 0.01f);
     return in;
 }
 
+// The soft targets of the methods (kernels/ops.h SoftTarget): the KL retain term, UNDIAL, CE-U.
+constexpr int kSoftVariants = 3;
+const char* const kSoftNames[kSoftVariants] = {"soft(kl,ref)", "soft(undial)", "soft(ce-u)"};
+
+SoftTarget soft_target(int variant, const void* xref, const void* wref, const int32_t* targets) {
+    if (variant == 0) return SoftTarget{xref, wref, targets, 0.0f, 0};
+    if (variant == 1) return SoftTarget{xref, wref, targets, -2.5f, 1};
+    return SoftTarget{nullptr, nullptr, targets, -INFINITY, 1};
+}
+
+struct SoftOutputs {
+    std::vector<float> loss, lse, gap, logprob, dx, dw;
+};
+
 struct Outputs {
-    std::vector<float> logprob, lse, dx, dw, mu, var, kl, kl_lse, kl_dx, kl_dw;
+    std::vector<float> logprob, lse, dx, dw, mu, var;
     std::vector<uint8_t> is_argmax;
+    SoftOutputs soft[kSoftVariants];
 };
 
 Outputs run_cpu(const Inputs& in) {
@@ -87,9 +105,8 @@ Outputs run_cpu(const Inputs& in) {
     const size_t M = s.M;
     Outputs o;
     o.logprob.resize(M), o.lse.resize(M), o.mu.resize(M), o.var.resize(M), o.is_argmax.resize(M);
-    o.kl.resize(M), o.kl_lse.resize(M);
     std::vector<float> scratch(classifier_scratch_size(M, s.V));
-    std::vector<float> kl_scratch(classifier_kl_scratch_size(M, s.V));
+    std::vector<float> soft_scratch(classifier_soft_scratch_size(M, s.V));
     classifier_forward(o.logprob.data(), o.lse.data(), scratch.data(), in.x.data(), in.w.data(),
                        in.targets.data(), M, s.D, s.V);
     o.dx = in.dx0, o.dw = in.dw0;
@@ -97,40 +114,47 @@ Outputs run_cpu(const Inputs& in) {
                         in.targets.data(), o.lse.data(), in.weight.data(), M, s.D, s.V);
     classifier_stats(o.is_argmax.data(), o.mu.data(), o.var.data(), scratch.data(), in.x.data(),
                      in.w.data(), in.targets.data(), o.lse.data(), M, s.D, s.V);
-    classifier_kl_forward(o.kl.data(), o.kl_lse.data(), kl_scratch.data(), in.x.data(), in.w.data(),
-                          in.xref.data(), in.wref.data(), M, s.D, s.V);
-    o.kl_dx = in.dx0, o.kl_dw = in.dw0;
-    classifier_kl_backward(o.kl_dx.data(), o.kl_dw.data(), kl_scratch.data(), in.x.data(),
-                           in.w.data(), in.xref.data(), in.wref.data(), o.lse.data(),
-                           in.weight.data(), M, s.D, s.V);
+    for (int v = 0; v < kSoftVariants; v++) {
+        SoftOutputs& so = o.soft[v];
+        const SoftTarget q = soft_target(v, in.xref.data(), in.wref.data(), in.targets.data());
+        so.loss.resize(M), so.lse.resize(M), so.gap.resize(M), so.logprob.resize(M);
+        classifier_soft_forward(so.loss.data(), so.lse.data(), so.gap.data(), so.logprob.data(),
+                                soft_scratch.data(), in.x.data(), in.w.data(), &q, M, s.D, s.V);
+        so.dx = in.dx0, so.dw = in.dw0;
+        classifier_soft_backward(so.dx.data(), so.dw.data(), soft_scratch.data(), in.x.data(),
+                                 in.w.data(), &q, so.lse.data(), so.gap.data(), in.weight.data(),
+                                 M, s.D, s.V);
+    }
     return o;
 }
 
 // Scratch for tiles of about 8 rows x 128 vocabulary entries, so that even these small shapes
 // run several row chunks and vocabulary tiles, with partial last ones.
-size_t scratch_bytes(const Shape& s, LetheDtype dtype, bool small, bool kl) {
+size_t scratch_bytes(const Shape& s, LetheDtype dtype, bool small, bool soft) {
     const size_t M = small && s.M > 8 ? 8 : s.M;
     const int V = small && s.V > 128 ? 128 : s.V;
-    return kl ? cuda_classifier_kl_scratch_bytes(M, s.D, V, dtype)
+    return soft ? cuda_classifier_soft_scratch_bytes(M, s.D, V, dtype)
               : cuda_classifier_scratch_bytes(M, s.D, V, dtype);
 }
 
 // Every CUDA classifier launcher on one case; `raw` collects the bytes of every output (for the
-// determinism check). The backward and the statistics take the CPU's lse, so each kernel is
-// compared with its twin on the same inputs.
-Outputs run_cuda(const Inputs& in, const std::vector<float>& cpu_lse, bool small,
+// determinism check). The backwards and the statistics take the CPU's lse (and gap), so each
+// kernel is compared with its twin on the same inputs.
+Outputs run_cuda(const Inputs& in, const Outputs& cpu, bool small,
                  std::vector<uint8_t>* raw = nullptr) {
+    const std::vector<float>& cpu_lse = cpu.lse;
     const Shape& s = in.s;
     const LetheDtype t = in.dtype;
     const size_t M = s.M;
     DeviceTensor x(in.x, t), w(in.w, t), xref(in.xref, t), wref(in.wref, t), dx(in.dx0, t);
     DeviceBuffer<int32_t> targets(in.targets);
     DeviceBuffer<float> weight(in.weight), given_lse(cpu_lse), dw(in.dw0);
-    DeviceBuffer<float> lse(M), logprob(M), mu(M), var(M), kl(M), kl_lse(M);
+    DeviceBuffer<float> lse(M), logprob(M), mu(M), var(M), soft_loss(M), soft_lse(M), soft_gap(M),
+        soft_logprob(M);
     DeviceBuffer<uint8_t> is_argmax(M);
     const size_t bytes = scratch_bytes(s, t, small, false);
-    const size_t kl_bytes = scratch_bytes(s, t, small, true);
-    DeviceBuffer<uint8_t> scratch(bytes), kl_scratch(kl_bytes);
+    const size_t soft_bytes = scratch_bytes(s, t, small, true);
+    DeviceBuffer<uint8_t> scratch(bytes), soft_scratch(soft_bytes);
     void* const cublas = g_cublas;
     LetheStream stream = nullptr;
 
@@ -154,20 +178,29 @@ Outputs run_cuda(const Inputs& in, const std::vector<float>& cpu_lse, bool small
         append_bytes(*raw, dx);
     }
 
-    dx.upload(in.dx0);
-    dw.upload(in.dw0);
-    CHECK(cuda_classifier_kl_forward(kl.get(), kl_lse.get(), kl_scratch.get(), kl_bytes, x.get(),
-                                     w.get(), xref.get(), wref.get(), M, s.D, s.V, t, cublas,
-                                     stream) == 0);
-    CHECK(cuda_classifier_kl_backward(dx.get(), dw.get(), kl_scratch.get(), kl_bytes, x.get(),
-                                      w.get(), xref.get(), wref.get(), given_lse.get(),
-                                      weight.get(), M, s.D, s.V, t, cublas, stream) == 0);
-    CHECK_CUDA(cudaDeviceSynchronize());
-    o.kl = kl.download(), o.kl_lse = kl_lse.download();
-    o.kl_dx = dx.download(), o.kl_dw = dw.download();
-    if (raw != nullptr) {
-        for (const DeviceBuffer<float>* b : {&kl, &kl_lse, &dw}) append_bytes(*raw, *b);
-        append_bytes(*raw, dx);
+    for (int v = 0; v < kSoftVariants; v++) {
+        dx.upload(in.dx0);
+        dw.upload(in.dw0);
+        const SoftTarget q = soft_target(v, xref.get(), wref.get(), targets.get());
+        CHECK(cuda_classifier_soft_forward(soft_loss.get(), soft_lse.get(), soft_gap.get(),
+                                           soft_logprob.get(), soft_scratch.get(), soft_bytes,
+                                           x.get(), w.get(), &q, M, s.D, s.V, t, cublas,
+                                           stream) == 0);
+        DeviceBuffer<float> cpu_soft_lse(cpu.soft[v].lse), cpu_soft_gap(cpu.soft[v].gap);
+        CHECK(cuda_classifier_soft_backward(dx.get(), dw.get(), soft_scratch.get(), soft_bytes,
+                                            x.get(), w.get(), &q, cpu_soft_lse.get(),
+                                            cpu_soft_gap.get(), weight.get(), M, s.D, s.V, t,
+                                            cublas, stream) == 0);
+        CHECK_CUDA(cudaDeviceSynchronize());
+        SoftOutputs& so = o.soft[v];
+        so.loss = soft_loss.download(), so.lse = soft_lse.download(), so.gap = soft_gap.download();
+        so.logprob = soft_logprob.download();
+        so.dx = dx.download(), so.dw = dw.download();
+        if (raw != nullptr) {
+            for (const DeviceBuffer<float>* b : {&soft_loss, &soft_lse, &soft_gap, &soft_logprob, &dw})
+                append_bytes(*raw, *b);
+            append_bytes(*raw, dx);
+        }
     }
     return o;
 }
@@ -189,7 +222,7 @@ void expect_zero_weight_rows_untouched(const Inputs& in, const std::vector<float
 void check_case(const Shape& s, LetheDtype dtype, bool small, uint64_t seed) {
     const Inputs in = make_inputs(s, dtype, seed);
     const Outputs ref = run_cpu(in);
-    const Outputs got = run_cuda(in, ref.lse, small);
+    const Outputs got = run_cuda(in, ref, small);
     const std::string where = describe(s, dtype, small);
     // Statistics are float32 computed in float32 from the dtype's exact values: held to the
     // float32 tolerance in both modes. Gradients of a bf16 run pass through bf16 dlogits (the
@@ -207,19 +240,25 @@ void check_case(const Shape& s, LetheDtype dtype, bool small, uint64_t seed) {
                 argmax_mismatches);
     }
     CHECK(argmax_mismatches == 0);
-    expect_close("classifier_kl_forward kl", where, LETHE_F32, got.kl, ref.kl);
-    expect_close("classifier_kl_forward lse", where, LETHE_F32, got.kl_lse, ref.kl_lse);
-    expect_close("classifier_kl_backward dx", where, dtype, got.kl_dx, ref.kl_dx);
-    expect_close("classifier_kl_backward dw", where, dtype, got.kl_dw, ref.kl_dw);
     expect_zero_weight_rows_untouched(in, got.dx, "classifier_backward", where);
-    expect_zero_weight_rows_untouched(in, got.kl_dx, "classifier_kl_backward", where);
+    for (int v = 0; v < kSoftVariants; v++) {
+        const std::string name = kSoftNames[v];
+        const SoftOutputs &g = got.soft[v], &r = ref.soft[v];
+        expect_close((name + " forward loss").c_str(), where, LETHE_F32, g.loss, r.loss);
+        expect_close((name + " forward lse").c_str(), where, LETHE_F32, g.lse, r.lse);
+        expect_close((name + " forward gap").c_str(), where, LETHE_F32, g.gap, r.gap);
+        expect_close((name + " forward logprob").c_str(), where, LETHE_F32, g.logprob, r.logprob);
+        expect_close((name + " backward dx").c_str(), where, dtype, g.dx, r.dx);
+        expect_close((name + " backward dw").c_str(), where, dtype, g.dw, r.dw);
+        expect_zero_weight_rows_untouched(in, g.dx, kSoftNames[v], where);
+    }
 }
 
 void test_classifier_matches_cpu_twins() {
     uint64_t seed = 100;
     for (const size_t M : {1, 5, 37}) {
         for (const int D : {8, 72}) {
-            for (const int V : {33, 512, 1000}) {
+            for (const int V : {33, 129, 1000}) {
                 for (const LetheDtype dtype : {LETHE_F32, LETHE_BF16}) {
                     for (const bool small : {false, true}) {
                         check_case({M, D, V}, dtype, small, seed);
@@ -238,7 +277,7 @@ void test_classifier_is_deterministic() {
         const Outputs ref = run_cpu(in);
         expect_deterministic("classifier " + describe(s, dtype, true), [&] {
             std::vector<uint8_t> raw;
-            run_cuda(in, ref.lse, true, &raw);
+            run_cuda(in, ref, true, &raw);
             return raw;
         });
     }

@@ -1,0 +1,111 @@
+// Fused LM head against a soft target per row (the KL retain term, UNDIAL, CE-U): the loss
+// (KL or cross-entropy) and the backward's dlogits = weight * (p - q) without holding (M, V)
+// logits. Chunked like classifier.c, with the source logits of q beside the current ones.
+#include <math.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "ops.h"
+#include "vecmath.h"
+
+static size_t soft_chunk_rows(size_t M, int V) {
+    size_t rows = ((size_t)1 << 20) / (size_t)V; // two chunks of logits: ~8 MiB together
+    if (rows > M) rows = M;
+    return rows > 0 ? rows : 1;
+}
+
+size_t classifier_soft_scratch_size(size_t M, int V) {
+    return 2 * soft_chunk_rows(M, V) * (size_t)V;
+}
+
+// Both chunks' logits: cur (rows, V) = x @ w^T and src (rows, V), the logits q is the softmax
+// of: xref @ wref^T, or a copy of cur (q from the model's own distribution). Then the shift of
+// each row's target logit; -inf leaves the target out of q altogether.
+static void chunk_logits(float *cur, float *src, const float *x, const float *w,
+                         const SoftTarget *q, size_t m0, size_t rows, int D, int V) {
+    gemm_tiled(CblasNoTrans, CblasTrans, (int)rows, V, D, 1.0f, x + m0 * D, D, w, D, 0.0f, cur,
+               V);
+    if (q->xref)
+        gemm_tiled(CblasNoTrans, CblasTrans, (int)rows, V, D, 1.0f,
+                   (const float *)q->xref + m0 * D, D, (const float *)q->wref, D, 0.0f, src, V);
+    else
+        memcpy(src, cur, rows * (size_t)V * sizeof(float));
+    if (q->shift != 0.0f)
+        for (size_t r = 0; r < rows; r++) src[r * V + q->targets[m0 + r]] += q->shift;
+}
+
+void classifier_soft_forward(float *loss, float *lse, float *gap, float *logprob, float *scratch,
+                             const float *x, const float *w, const SoftTarget *q, size_t M,
+                             int D, int V) {
+    const size_t chunk = soft_chunk_rows(M, V);
+    float *cur = scratch, *src = scratch + chunk * (size_t)V;
+    for (size_t m0 = 0; m0 < M; m0 += chunk) {
+        size_t rows = m0 + chunk < M ? chunk : M - m0;
+        chunk_logits(cur, src, x, w, q, m0, rows, D, V);
+        #pragma omp parallel for schedule(static) if (rows * (size_t)V >= (1u << 15))
+        for (size_t r = 0; r < rows; r++) {
+            const float *l = cur + r * V, *s = src + r * V;
+            const float maxv = vec_max(l, V), maxs = vec_max(s, V);
+            // The KL is a small difference of large terms: its sums run in double.
+            double sum = 0.0, sums = 0.0, acc_kl = 0.0, acc_ce = 0.0;
+            for (int j = 0; j < V; j++) sum += vec_exp_neg(l[j] - maxv);
+            for (int j = 0; j < V; j++) {
+                if (s[j] == -INFINITY) continue; // out of q (vec_exp_neg clamps, not 0)
+                const double es = vec_exp_neg(s[j] - maxs);
+                sums += es;
+                acc_kl += es * ((double)s[j] - (double)l[j]);
+                acc_ce += es * (double)l[j];
+            }
+            const double lse_c = maxv + log(sum), lse_s = maxs + log(sums);
+            lse[m0 + r] = (float)lse_c;
+            gap[m0 + r] = (float)(lse_c - lse_s);
+            // KL = sum_v q (s - l) - lse_s + lse_c; H(q, p) = lse_c - sum_v q l (sum_v q = 1)
+            loss[m0 + r] = (float)(q->cross_entropy ? lse_c - acc_ce / sums
+                                                    : acc_kl / sums - lse_s + lse_c);
+            if (logprob) logprob[m0 + r] = (float)(l[q->targets[m0 + r]] - lse_c);
+        }
+    }
+}
+
+// p_j - q_j without the cancellation of two close exps: with d_j = (l_j - s_j) - (lse - lse_s),
+// p_j = q_j e^d_j, so p_j - q_j = q_j expm1(d_j), and expm1 of a small d_j is a polynomial.
+// Far from 0 the difference of the exps has no cancellation (nor where q_j = 0: d_j = +inf).
+// The KL retain term starts at p = q exactly, and UNDIAL moves q from p by one token.
+static inline float p_minus_q(float l, float s, float lse, float gap) {
+    const float p = vec_exp_neg(l - lse), q = vec_exp_neg(s - (lse - gap));
+    const float d = (l - s) - gap;
+    // expm1(d) for |d| < 0.5: Taylor to d^7, relative error below 2e-7.
+    const float e = d * (1.0f + d * (0.5f + d * (1.0f / 6 + d * (1.0f / 24 + d * (1.0f / 120 +
+                    d * (1.0f / 720 + d * (1.0f / 5040)))))));
+    return fabsf(d) < 0.5f ? q * e : p - q;
+}
+
+void classifier_soft_backward(float *dx, float *dw, float *scratch, const float *x,
+                              const float *w, const SoftTarget *q, const float *lse,
+                              const float *gap, const float *weight, size_t M, int D, int V) {
+    const size_t chunk = soft_chunk_rows(M, V);
+    float *cur = scratch, *src = scratch + chunk * (size_t)V;
+    for (size_t m0 = 0; m0 < M; m0 += chunk) {
+        size_t rows = m0 + chunk < M ? chunk : M - m0;
+        int any = 0;
+        for (size_t r = 0; r < rows; r++) any |= weight[m0 + r] != 0.0f;
+        if (!any) continue;
+        chunk_logits(cur, src, x, w, q, m0, rows, D, V);
+        #pragma omp parallel for schedule(static) if (rows * (size_t)V >= (1u << 15))
+        for (size_t r = 0; r < rows; r++) {
+            float *l = cur + r * V, *s = src + r * V;
+            const float wr = weight[m0 + r];
+            if (wr == 0.0f) {
+                for (int j = 0; j < V; j++) l[j] = 0.0f;
+                continue;
+            }
+            const float lse_c = lse[m0 + r], gap_r = gap[m0 + r];
+            for (int j = 0; j < V; j++) l[j] = wr * p_minus_q(l[j], s[j], lse_c, gap_r);
+        }
+        gemm_tiled(CblasNoTrans, CblasNoTrans, (int)rows, D, V, 1.0f, cur, V, w, D, 1.0f,
+                   dx + m0 * D, D);
+        if (dw != NULL)
+            gemm_tiled(CblasTrans, CblasNoTrans, V, D, (int)rows, 1.0f, cur, V, x + m0 * D, D,
+                       1.0f, dw, D);
+    }
+}
