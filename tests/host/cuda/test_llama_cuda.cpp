@@ -477,7 +477,9 @@ std::vector<float> download_rows(const void* src, size_t n, LetheDtype dtype) {
 template <typename T>
 T* to_device(const std::vector<T>& v) {
     void* p = nullptr;
-    EXPECT(cudaMalloc(&p, v.size() * sizeof(T) + 1) == cudaSuccess, "cudaMalloc");
+    // Whole elements (the harness puts an allocation's end at a guard page: its start is aligned
+    // to the element only if its size is), at least one.
+    EXPECT(cudaMalloc(&p, (v.empty() ? 1 : v.size()) * sizeof(T)) == cudaSuccess, "cudaMalloc");
     EXPECT(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess,
            "upload");
     return static_cast<T*>(p);
@@ -545,7 +547,7 @@ void compare_hidden(const LlamaModel* m, LlamaCuda* d, LetheDtype dtype, const H
     float* d_w = to_device(w);
     float* d_mse = to_device(std::vector<float>(M));
     void* own = nullptr;
-    if (hc.own_dh_buffer) EXPECT(cudaMalloc(&own, M * D * 4 + 1) == cudaSuccess, "cudaMalloc");
+    if (hc.own_dh_buffer) EXPECT(cudaMalloc(&own, M * D * 4) == cudaSuccess, "cudaMalloc");
     void* d_dh = hc.own_dh_buffer ? own : llama_cuda_hidden_grad_buffer(d);
     EXPECT(d_dh != nullptr, "%s: no dh buffer", what);
     const void* h = llama_cuda_hidden_rows(d);
