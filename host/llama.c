@@ -141,7 +141,8 @@ struct LlamaActs {
     float **res;        // (L+1) residual streams, each (N, D); res[0] = embeddings
     LayerActs *layer;   // (L)
     float *lnf, *rstdf; // (N, D), (N)
-    float *xt;          // (M, D) final-normed rows that have a target
+    float *xt;          // (M, D) the targets' rows: final-normed (predicting them), or after
+                        // llama_forward_hidden the hidden rows at their own positions
     float *lse, *logprob;
     float *cls_scratch;
     int32_t *targets, *tsample;
@@ -152,6 +153,7 @@ struct LlamaActs {
     const int32_t *tokens;
     size_t n_tokens, n_targets;
     int n_samples;
+    int hidden_layer; // -1, or the block llama_forward_hidden stopped after
     int64_t *offsets; // (n_samples + 1), a copy
     SampleLayout layout;
     // set by llama_forward_soft: the head's soft target (xref, wref owned by the reference)
@@ -160,7 +162,11 @@ struct LlamaActs {
     float *soft_loss, *soft_gap; // (M) per-target loss of that head, and its lse gap
 };
 
-LlamaActs *llama_acts_new(void) { return calloc(1, sizeof(LlamaActs)); }
+LlamaActs *llama_acts_new(void) {
+    LlamaActs *a = calloc(1, sizeof(LlamaActs));
+    if (a) a->hidden_layer = -1;
+    return a;
+}
 
 void llama_acts_free(LlamaActs *a) {
     if (!a) return;
@@ -285,13 +291,42 @@ int llama_check_batch(const ModelConfig *c, const Batch *b, Err *e) {
     return 0;
 }
 
-// Embedding, the blocks, the final norm, and the gather of the rows that predict a target.
-static int forward_trunk(const LlamaModel *m, LlamaActs *a, const Batch *b, Err *e) {
+// One block: res[l+1] = block_l(res[l]), keeping what the backward needs in a->layer[l].
+static void block_forward(const LlamaModel *m, LlamaActs *a, int l, float *tmp) {
     const ModelConfig *c = &m->cfg;
-    if (llama_check_batch(c, b, e)) return -1;
-    const int L = c->num_hidden_layers, H = c->num_attention_heads, KV = c->num_key_value_heads;
+    const int H = c->num_attention_heads, KV = c->num_key_value_heads;
     const int hd = c->head_dim, D = c->hidden_size, F = c->intermediate_size;
     const int Q = H * hd, KVD = KV * hd;
+    const size_t N = a->n_tokens;
+    const float *w = m->params;
+    const LayerOffsets *o = &m->layers[l];
+    LayerActs *la = &a->layer[l];
+    rmsnorm_forward(la->ln1, la->rstd1, a->res[l], w + o->ln1, N, D, c->rms_norm_eps);
+    matmul_forward(la->q, la->ln1, w + o->wq, o->bq == NO_TENSOR ? NULL : w + o->bq, N, D, Q);
+    matmul_forward(la->k, la->ln1, w + o->wk, o->bk == NO_TENSOR ? NULL : w + o->bk, N, D, KVD);
+    matmul_forward(la->v, la->ln1, w + o->wv, o->bv == NO_TENSOR ? NULL : w + o->bv, N, D, KVD);
+    rope_forward(la->q, &a->layout, H, hd, c->rope_theta);
+    rope_forward(la->k, &a->layout, KV, hd, c->rope_theta);
+    attention_forward(la->att, la->lse, la->q, la->k, la->v, &a->layout, H, KV, hd);
+    matmul_forward(tmp, la->att, w + o->wo, NULL, N, Q, D);
+    residual_forward(la->resmid, a->res[l], tmp, N * (size_t)D);
+    rmsnorm_forward(la->ln2, la->rstd2, la->resmid, w + o->ln2, N, D, c->rms_norm_eps);
+    matmul_forward(la->gate, la->ln2, w + o->wgate, NULL, N, D, F);
+    matmul_forward(la->up, la->ln2, w + o->wup, NULL, N, D, F);
+    swiglu_forward(la->hmul, la->gate, la->up, N * (size_t)F);
+    matmul_forward(tmp, la->hmul, w + o->wdown, NULL, N, F, D);
+    residual_forward(a->res[l + 1], la->resmid, tmp, N * (size_t)D);
+}
+
+// Embedding and blocks, then the rows of the targets into a->xt. hidden < 0: every block, the
+// final norm, and the rows that predict a target (position t predicts token t+1 of its sample).
+// hidden >= 0: blocks 0..hidden only, and the residual stream after block `hidden` at each
+// target token's own position (t+1). Either way the same target list, in the same order.
+static int forward_trunk(const LlamaModel *m, LlamaActs *a, const Batch *b, int hidden,
+                         Err *e) {
+    const ModelConfig *c = &m->cfg;
+    if (llama_check_batch(c, b, e)) return -1;
+    const int L = c->num_hidden_layers, D = c->hidden_size;
     const size_t N = b->n_tokens;
     if (acts_reserve(a, c, N, b->n_samples, e)) return -1;
     memcpy(a->offsets, b->offsets, ((size_t)b->n_samples + 1) * sizeof(int64_t));
@@ -300,34 +335,18 @@ static int forward_trunk(const LlamaModel *m, LlamaActs *a, const Batch *b, Err 
     a->n_tokens = N;
     a->n_samples = b->n_samples;
     a->soft = 0;
+    a->hidden_layer = hidden;
     const float *w = m->params;
     float *tmp = a->dres; // (N, D) scratch during the forward
 
     embedding_forward(a->res[0], b->tokens, w + m->embed, N, D);
-    for (int l = 0; l < L; l++) {
-        const LayerOffsets *o = &m->layers[l];
-        LayerActs *la = &a->layer[l];
-        rmsnorm_forward(la->ln1, la->rstd1, a->res[l], w + o->ln1, N, D, c->rms_norm_eps);
-        matmul_forward(la->q, la->ln1, w + o->wq, o->bq == NO_TENSOR ? NULL : w + o->bq, N, D, Q);
-        matmul_forward(la->k, la->ln1, w + o->wk, o->bk == NO_TENSOR ? NULL : w + o->bk, N, D,
-                       KVD);
-        matmul_forward(la->v, la->ln1, w + o->wv, o->bv == NO_TENSOR ? NULL : w + o->bv, N, D,
-                       KVD);
-        rope_forward(la->q, &a->layout, H, hd, c->rope_theta);
-        rope_forward(la->k, &a->layout, KV, hd, c->rope_theta);
-        attention_forward(la->att, la->lse, la->q, la->k, la->v, &a->layout, H, KV, hd);
-        matmul_forward(tmp, la->att, w + o->wo, NULL, N, Q, D);
-        residual_forward(la->resmid, a->res[l], tmp, N * (size_t)D);
-        rmsnorm_forward(la->ln2, la->rstd2, la->resmid, w + o->ln2, N, D, c->rms_norm_eps);
-        matmul_forward(la->gate, la->ln2, w + o->wgate, NULL, N, D, F);
-        matmul_forward(la->up, la->ln2, w + o->wup, NULL, N, D, F);
-        swiglu_forward(la->hmul, la->gate, la->up, N * (size_t)F);
-        matmul_forward(tmp, la->hmul, w + o->wdown, NULL, N, F, D);
-        residual_forward(a->res[l + 1], la->resmid, tmp, N * (size_t)D);
-    }
-    rmsnorm_forward(a->lnf, a->rstdf, a->res[L], w + m->norm, N, D, c->rms_norm_eps);
+    const int n_blocks = hidden < 0 ? L : hidden + 1;
+    for (int l = 0; l < n_blocks; l++) block_forward(m, a, l, tmp);
+    if (hidden < 0)
+        rmsnorm_forward(a->lnf, a->rstdf, a->res[L], w + m->norm, N, D, c->rms_norm_eps);
 
-    // Gather the rows that predict a target: position t predicts token t+1 of its sample.
+    const float *src = hidden < 0 ? a->lnf : a->res[hidden + 1];
+    const int64_t shift = hidden < 0 ? 0 : 1;
     size_t M = 0;
     for (int s = 0; s < b->n_samples; s++) {
         for (int64_t t = b->offsets[s]; t + 1 < b->offsets[s + 1]; t++) {
@@ -335,7 +354,8 @@ static int forward_trunk(const LlamaModel *m, LlamaActs *a, const Batch *b, Err 
             a->targets[M] = b->tokens[t + 1];
             a->tsample[M] = s;
             a->tpos[M] = t;
-            memcpy(a->xt + M * (size_t)D, a->lnf + (size_t)t * D, (size_t)D * sizeof(float));
+            memcpy(a->xt + M * (size_t)D, src + (size_t)(t + shift) * D,
+                   (size_t)D * sizeof(float));
             M++;
         }
     }
@@ -359,7 +379,7 @@ static void sum_per_sample(const LlamaActs *a, const float *per_target, double *
 int llama_forward(const LlamaModel *m, LlamaActs *a, const Batch *b, double *sum_logprob,
                   int *n_targets, Err *e) {
     timing_start(TIMER_FORWARD);
-    const int trunk = forward_trunk(m, a, b, e);
+    const int trunk = forward_trunk(m, a, b, -1, e);
     timing_stop(TIMER_FORWARD);
     if (trunk) return -1;
     timing_start(TIMER_CLASSIFIER_FORWARD);
@@ -382,7 +402,7 @@ void llama_target_stats(const LlamaModel *m, LlamaActs *a, uint8_t *is_argmax, f
 
 int llama_forward_rows(const LlamaModel *m, LlamaActs *a, const Batch *b, Err *e) {
     timing_start(TIMER_FORWARD);
-    const int trunk = forward_trunk(m, a, b, e);
+    const int trunk = forward_trunk(m, a, b, -1, e);
     timing_stop(TIMER_FORWARD);
     return trunk;
 }
@@ -395,7 +415,7 @@ int llama_forward_soft(const LlamaModel *m, LlamaActs *a, const Batch *b, const 
                        const LlamaModel *ref, const LlamaActs *ref_acts, double *loss_sum,
                        int *n_targets, Err *e) {
     timing_start(TIMER_FORWARD);
-    const int trunk = forward_trunk(m, a, b, e);
+    const int trunk = forward_trunk(m, a, b, -1, e);
     timing_stop(TIMER_FORWARD);
     if (trunk) return -1;
     const int D = m->cfg.hidden_size, V = m->cfg.vocab_size;
@@ -420,13 +440,65 @@ int llama_forward_soft(const LlamaModel *m, LlamaActs *a, const Batch *b, const 
     return 0;
 }
 
+int llama_forward_hidden(const LlamaModel *m, LlamaActs *a, const Batch *b, int layer, Err *e) {
+    const int L = m->cfg.num_hidden_layers;
+    if (layer < 0 || layer >= L)
+        return err_set(e, "llama_forward_hidden: layer %d is not a block of this model (0 to %d)",
+                       layer, L - 1);
+    timing_start(TIMER_FORWARD);
+    const int trunk = forward_trunk(m, a, b, layer, e);
+    timing_stop(TIMER_FORWARD);
+    return trunk;
+}
+
+const float *llama_hidden_rows(const LlamaActs *a) { return a->xt; }
+
 // ---- backward ----------------------------------------------------------------------------
+
+// Backward through block l: a->dres holds dLoss/dres[l+1] on entry and dLoss/dres[l] on exit;
+// the block's parameter gradients are added into g.
+static void block_backward(const LlamaModel *m, LlamaActs *a, int l, float *g) {
+    const ModelConfig *c = &m->cfg;
+    const int H = c->num_attention_heads, KV = c->num_key_value_heads;
+    const int hd = c->head_dim, D = c->hidden_size, F = c->intermediate_size;
+    const int Q = H * hd, KVD = KV * hd;
+    const size_t N = a->n_tokens, ND = N * (size_t)D;
+    const float *w = m->params;
+    const LayerOffsets *o = &m->layers[l];
+    LayerActs *la = &a->layer[l];
+    // MLP branch: res[l+1] = resmid + down(silu(gate(ln2)) * up(ln2))
+    memset(a->dh, 0, N * (size_t)F * sizeof(float));
+    matmul_backward(a->dh, g + o->wdown, NULL, a->dres, la->hmul, w + o->wdown, N, F, D);
+    memset(a->dgate, 0, N * (size_t)F * sizeof(float));
+    memset(a->dup, 0, N * (size_t)F * sizeof(float));
+    swiglu_backward(a->dgate, a->dup, a->dh, la->gate, la->up, N * (size_t)F);
+    memset(a->dln, 0, ND * sizeof(float));
+    matmul_backward(a->dln, g + o->wgate, NULL, a->dgate, la->ln2, w + o->wgate, N, D, F);
+    matmul_backward(a->dln, g + o->wup, NULL, a->dup, la->ln2, w + o->wup, N, D, F);
+    rmsnorm_backward(a->dres, g + o->ln2, a->dln, la->resmid, w + o->ln2, la->rstd2, N, D);
+    // Attention branch: resmid = res[l] + o(attn(rope(q), rope(k), v))
+    memset(a->datt, 0, N * (size_t)Q * sizeof(float));
+    matmul_backward(a->datt, g + o->wo, NULL, a->dres, la->att, w + o->wo, N, Q, D);
+    memset(a->dq, 0, N * (size_t)Q * sizeof(float));
+    memset(a->dk, 0, N * (size_t)KVD * sizeof(float));
+    memset(a->dv, 0, N * (size_t)KVD * sizeof(float));
+    attention_backward(a->dq, a->dk, a->dv, a->datt, la->att, la->lse, la->q, la->k, la->v,
+                       &a->layout, H, KV, hd);
+    rope_backward(a->dq, &a->layout, H, hd, c->rope_theta);
+    rope_backward(a->dk, &a->layout, KV, hd, c->rope_theta);
+    memset(a->dln, 0, ND * sizeof(float));
+    matmul_backward(a->dln, g + o->wq, o->bq == NO_TENSOR ? NULL : g + o->bq, a->dq, la->ln1,
+                    w + o->wq, N, D, Q);
+    matmul_backward(a->dln, g + o->wk, o->bk == NO_TENSOR ? NULL : g + o->bk, a->dk, la->ln1,
+                    w + o->wk, N, D, KVD);
+    matmul_backward(a->dln, g + o->wv, o->bv == NO_TENSOR ? NULL : g + o->bv, a->dv, la->ln1,
+                    w + o->wv, N, D, KVD);
+    rmsnorm_backward(a->dres, g + o->ln1, a->dln, a->res[l], w + o->ln1, la->rstd1, N, D);
+}
 
 void llama_backward(const LlamaModel *m, LlamaActs *a, const float *weight, float *grads) {
     const ModelConfig *c = &m->cfg;
-    const int L = c->num_hidden_layers, H = c->num_attention_heads, KV = c->num_key_value_heads;
-    const int hd = c->head_dim, D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
-    const int Q = H * hd, KVD = KV * hd;
+    const int L = c->num_hidden_layers, D = c->hidden_size, V = c->vocab_size;
     const size_t N = a->n_tokens, M = a->n_targets;
     const float *w = m->params;
     float *g = grads;
@@ -452,40 +524,26 @@ void llama_backward(const LlamaModel *m, LlamaActs *a, const float *weight, floa
     timing_start(TIMER_BACKWARD);
     memset(a->dres, 0, ND * sizeof(float));
     rmsnorm_backward(a->dres, g + m->norm, a->dln, a->res[L], w + m->norm, a->rstdf, N, D);
-
-    for (int l = L - 1; l >= 0; l--) {
-        const LayerOffsets *o = &m->layers[l];
-        LayerActs *la = &a->layer[l];
-        // MLP branch: res[l+1] = resmid + down(silu(gate(ln2)) * up(ln2))
-        memset(a->dh, 0, N * (size_t)F * sizeof(float));
-        matmul_backward(a->dh, g + o->wdown, NULL, a->dres, la->hmul, w + o->wdown, N, F, D);
-        memset(a->dgate, 0, N * (size_t)F * sizeof(float));
-        memset(a->dup, 0, N * (size_t)F * sizeof(float));
-        swiglu_backward(a->dgate, a->dup, a->dh, la->gate, la->up, N * (size_t)F);
-        memset(a->dln, 0, ND * sizeof(float));
-        matmul_backward(a->dln, g + o->wgate, NULL, a->dgate, la->ln2, w + o->wgate, N, D, F);
-        matmul_backward(a->dln, g + o->wup, NULL, a->dup, la->ln2, w + o->wup, N, D, F);
-        rmsnorm_backward(a->dres, g + o->ln2, a->dln, la->resmid, w + o->ln2, la->rstd2, N, D);
-        // Attention branch: resmid = res[l] + o(attn(rope(q), rope(k), v))
-        memset(a->datt, 0, N * (size_t)Q * sizeof(float));
-        matmul_backward(a->datt, g + o->wo, NULL, a->dres, la->att, w + o->wo, N, Q, D);
-        memset(a->dq, 0, N * (size_t)Q * sizeof(float));
-        memset(a->dk, 0, N * (size_t)KVD * sizeof(float));
-        memset(a->dv, 0, N * (size_t)KVD * sizeof(float));
-        attention_backward(a->dq, a->dk, a->dv, a->datt, la->att, la->lse, la->q, la->k, la->v,
-                           &a->layout, H, KV, hd);
-        rope_backward(a->dq, &a->layout, H, hd, c->rope_theta);
-        rope_backward(a->dk, &a->layout, KV, hd, c->rope_theta);
-        memset(a->dln, 0, ND * sizeof(float));
-        matmul_backward(a->dln, g + o->wq, o->bq == NO_TENSOR ? NULL : g + o->bq, a->dq, la->ln1,
-                        w + o->wq, N, D, Q);
-        matmul_backward(a->dln, g + o->wk, o->bk == NO_TENSOR ? NULL : g + o->bk, a->dk, la->ln1,
-                        w + o->wk, N, D, KVD);
-        matmul_backward(a->dln, g + o->wv, o->bv == NO_TENSOR ? NULL : g + o->bv, a->dv, la->ln1,
-                        w + o->wv, N, D, KVD);
-        rmsnorm_backward(a->dres, g + o->ln1, a->dln, a->res[l], w + o->ln1, la->rstd1, N, D);
-    }
+    for (int l = L - 1; l >= 0; l--) block_backward(m, a, l, g);
     embedding_backward(g + m->embed, a->dres, a->tokens, N, D);
+    timing_stop(TIMER_BACKWARD);
+}
+
+void llama_backward_hidden(const LlamaModel *m, LlamaActs *a, const float *dh, int lowest_layer,
+                           float *grads) {
+    const int D = m->cfg.hidden_size, layer = a->hidden_layer;
+    const size_t N = a->n_tokens, M = a->n_targets;
+    if (layer < 0) return; // no llama_forward_hidden: nothing to go back through
+    timing_start(TIMER_BACKWARD);
+    // dLoss/dres[layer+1]: each target's row at its token's own position (distinct positions),
+    // zero elsewhere.
+    memset(a->dres, 0, N * (size_t)D * sizeof(float));
+    for (size_t j = 0; j < M; j++)
+        memcpy(a->dres + (size_t)(a->tpos[j] + 1) * D, dh + j * (size_t)D,
+               (size_t)D * sizeof(float));
+    const int lowest = lowest_layer < 0 ? 0 : lowest_layer;
+    for (int l = layer; l >= lowest; l--) block_backward(m, a, l, grads);
+    if (lowest == 0) embedding_backward(grads + m->embed, a->dres, a->tokens, N, D);
     timing_stop(TIMER_BACKWARD);
 }
 

@@ -113,6 +113,25 @@ void llama_target_stats(const LlamaModel *m, LlamaActs *a, uint8_t *is_argmax, f
 // accumulated into (+=).
 void llama_backward(const LlamaModel *m, LlamaActs *a, const float *weight, float *grads);
 
+// ---- a hidden-state loss at one block (RMU) -------------------------------------------------
+// The targets are those of llama_forward (same count, order and samples, so per-target weights
+// carry over); target j's hidden row is the residual stream after block `layer` (0-based) at the
+// position of the target token itself (the position after the one that predicts it), as RMU
+// takes the hidden states of the answer tokens.
+// Runs the embedding and blocks 0..layer only (no later block, final norm or head) and gathers
+// those rows; layer outside [0, L-1] is an error. The rows share the storage of
+// llama_target_rows: this forward replaces them.
+int llama_forward_hidden(const LlamaModel *m, LlamaActs *a, const Batch *b, int layer, Err *e);
+const float *llama_hidden_rows(const LlamaActs *a); // (n_targets, D), after llama_forward_hidden
+// Backward of the last llama_forward_hidden, with dh (n_targets, D) = dLoss/d(hidden row j)
+// entering at the output of block `layer`: blocks layer down to lowest_layer run, and with
+// lowest_layer <= 0 the embedding too; the gradients of the blocks below lowest_layer and of the
+// embedding are left as they are (lowest_layer > layer: nothing runs). grads has the parameter
+// layout and is accumulated into (+=). Does nothing after any other forward. llama_backward must
+// not follow llama_forward_hidden (it has no head to go back through).
+void llama_backward_hidden(const LlamaModel *m, LlamaActs *a, const float *dh, int lowest_layer,
+                           float *grads);
+
 // ---- decoding with a KV cache (one sequence) -------------------------------------------------
 typedef struct {
     int capacity; // positions

@@ -128,6 +128,18 @@ void classifier_soft_backward(float *dx, float *dw, float *scratch, const float 
                               const float *w, const SoftTarget *q, const float *lse,
                               const float *gap, const float *weight, size_t M, int D, int V);
 
+// ---- per-row mean squared error to a target (RMU's hidden-state loss) ------------------
+// mse[j] = (1/D) * sum_d (h[j,d] - y[j,d])^2 with y = target_rows (M, D) when it is not NULL,
+// else the one vector target_vec (D) for every row. h (M, D), mse (M). The squares are summed in
+// double and the mean rounded once to float.
+void rows_mse_forward(float *mse, const float *h, const float *target_rows,
+                      const float *target_vec, size_t M, int D);
+// dh[j,d] = weight[j] * 2/D * (h[j,d] - y[j,d]), weight (M) = dLoss/dmse_j. dh is WRITTEN, not
+// accumulated (the exception to the += convention above): it is where a hidden-state loss's
+// backward starts, which the caller hands to llama_backward_hidden, so there is nothing to add to.
+void rows_mse_backward(float *dh, const float *h, const float *target_rows,
+                       const float *target_vec, const float *weight, size_t M, int D);
+
 // ---- single-position decoding over a KV cache (kernels/cpu/decode.c) -------------------
 // RoPE of one token at absolute position pos, x (n_heads, hd); same rounding as rope_forward.
 void rope_forward_at(float *x, int pos, int n_heads, int hd, float theta);
@@ -272,6 +284,19 @@ int cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, cons
                             const float *lse, const void *q, const void *k, const void *v,
                             const int64_t *offsets, int n_samples, size_t N, int H, int KV,
                             int hd, LetheDtype dtype, LetheStream stream);
+
+// ---- CUDA twin: per-row mean squared error (kernels/cuda/rows_mse.cu) ------------------------
+// As rows_mse_forward / rows_mse_backward: h, target_rows and dh (M, D) are of dtype; target_vec
+// (D), mse and weight (M) are float32. Exactly one of target_rows, target_vec is used
+// (target_rows when not NULL; both NULL gives cudaErrorInvalidValue). One block per row, the
+// squares summed in double in a fixed tree: no atomics, the same bits on every run, and in float32
+// mode the CPU twin's mse up to the last rounding of a double sum. dh is written, as on the CPU.
+int cuda_rows_mse_forward(float *mse, const void *h, const void *target_rows,
+                          const float *target_vec, size_t M, int D, LetheDtype dtype,
+                          LetheStream stream);
+int cuda_rows_mse_backward(void *dh, const void *h, const void *target_rows,
+                           const float *target_vec, const float *weight, size_t M, int D,
+                           LetheDtype dtype, LetheStream stream);
 
 // ---- CUDA twins: decoding over a KV cache ----------------------------------------------------
 // kernels/cuda/decode.cu (RoPE at positions in rope.cu, the logits product in matmul.cu). Index

@@ -45,7 +45,8 @@ typedef struct {
     LayerActs *layer; // (L)
     void *lnf;        // (N, D) final-normed hidden states
     float *rstdf;     // (N)
-    void *xt;         // (M, D) the rows of lnf that predict a target
+    void *xt;         // (M, D) the rows of lnf that predict a target, or after
+                      // llama_cuda_forward_hidden the hidden rows at the target tokens
     float *lse, *logprob, *weight; // (M) per target
     float *soft_loss, *soft_gap;   // (M) per target: llama_cuda_forward_soft's loss, lse gap
     float *mu, *var;               // (M) per target: llama_cuda_target_stats
@@ -55,7 +56,8 @@ typedef struct {
     void *datt, *dq;        // (N, H * hd)
     void *dk, *dv;          // (N, KV * hd)
     void *dgate, *dup, *dh; // (N, F)
-    void *dxt; // (M + 1, D): row M stays zero, the source of every non-target row of dln
+    void *dxt; // (M + 1, D): row M stays zero, the source of every non-target row of dln (of
+               // dres in llama_cuda_backward_hidden, whose dh the caller may write to rows < M)
     void *rms_scratch, *emb_scratch, *cls_scratch;
     size_t cls_scratch_bytes;
     int32_t *tokens, *targets; // (N), (M)
@@ -103,6 +105,7 @@ struct LlamaCuda {
     // source rows are soft_ref's or, soft_ref NULL, this model's own logits)
     size_t n_tokens, n_targets, host_cap;
     int n_samples, have_forward, have_rows, soft;
+    int hidden_layer; // -1, or the block the last forward (llama_cuda_forward_hidden) stopped after
     SoftTarget soft_target;
     const struct LlamaCuda *soft_ref;
     int32_t *h_targets, *h_tpos, *h_scatter, *h_tsample; // (host_cap)
@@ -256,6 +259,7 @@ static int create(LlamaCuda **out, const LlamaModel *m, LetheDtype dtype, int fr
     d->cfg = m->cfg;
     d->dtype = dtype;
     d->frozen = frozen;
+    d->hidden_layer = -1;
     d->es = dtype == LETHE_F32 ? sizeof(float) : sizeof(uint16_t);
     d->n_params = m->n_params;
     memcpy(d->layers, m->layers, (size_t)L * sizeof *d->layers);
@@ -508,65 +512,90 @@ static int upload(LlamaCuda *d, void *dst, const void *src, size_t bytes, Err *e
     return 0;
 }
 
-// Embedding, the blocks, the final norm, and the gather of the rows that predict a target, as
-// forward_trunk in host/llama.c. Each residual add is fused into the RMSNorm that follows it.
-static int forward_trunk(LlamaCuda *d, Err *e) {
+// Block l. Its input is *na + *nb (nb NULL: *na alone, already in res[l]): the residual add that
+// precedes each norm is fused into it, so res[l] is stored by this block's first norm. On return
+// *na + *nb is the block's output res[l+1] (resmid + down-proj), which the next norm stores, or
+// forward_trunk when the trunk stops after this block.
+static int block_forward(LlamaCuda *d, int l, const void **na, const void **nb, Err *e) {
     const ModelConfig *c = &d->cfg;
     DeviceActs *a = &d->a;
-    const int L = c->num_hidden_layers, H = c->num_attention_heads, KV = c->num_key_value_heads;
+    const int H = c->num_attention_heads, KV = c->num_key_value_heads;
     const int hd = c->head_dim, D = c->hidden_size, F = c->intermediate_size;
     const int Q = H * hd, KVD = KV * hd, S = d->n_samples;
     const size_t N = d->n_tokens;
     const LetheDtype dt = d->dtype;
     cudaStream_t st = d->stream;
     void *tmp = a->dres; // (N, D): the o and down projections' output
+    const LayerOffsets *o = &d->layers[l];
+    LayerActs *la = &a->layer[l];
+    CUDA_TRY(e, cuda_rmsnorm_forward(la->ln1, la->rstd1, a->res[l], *na, *nb,
+                                     weight_at(d, o->ln1), N, D, c->rms_norm_eps, dt, st));
+    CUDA_TRY(e, cuda_matmul_forward(la->q, la->ln1, weight_at(d, o->wq), opt_weight_at(d, o->bq),
+                                    N, D, Q, dt, d->cublas, st));
+    CUDA_TRY(e, cuda_matmul_forward(la->k, la->ln1, weight_at(d, o->wk), opt_weight_at(d, o->bk),
+                                    N, D, KVD, dt, d->cublas, st));
+    CUDA_TRY(e, cuda_matmul_forward(la->v, la->ln1, weight_at(d, o->wv), opt_weight_at(d, o->bv),
+                                    N, D, KVD, dt, d->cublas, st));
+    CUDA_TRY(e, cuda_rope_forward(la->q, a->offsets, S, N, H, hd, c->rope_theta, dt, st));
+    CUDA_TRY(e, cuda_rope_forward(la->k, a->offsets, S, N, KV, hd, c->rope_theta, dt, st));
+    CUDA_TRY(e, cuda_attention_forward(la->att, la->lse, la->q, la->k, la->v, a->offsets, S, N, H,
+                                       KV, hd, dt, st));
+    CUDA_TRY(e, cuda_matmul_forward(tmp, la->att, weight_at(d, o->wo), NULL, N, Q, D, dt,
+                                    d->cublas, st));
+    // resmid = res[l] + o-proj, ln2 = norm(resmid)
+    CUDA_TRY(e, cuda_rmsnorm_forward(la->ln2, la->rstd2, la->resmid, a->res[l], tmp,
+                                     weight_at(d, o->ln2), N, D, c->rms_norm_eps, dt, st));
+    CUDA_TRY(e, cuda_matmul_forward(la->gate, la->ln2, weight_at(d, o->wgate), NULL, N, D, F, dt,
+                                    d->cublas, st));
+    CUDA_TRY(e, cuda_matmul_forward(la->up, la->ln2, weight_at(d, o->wup), NULL, N, D, F, dt,
+                                    d->cublas, st));
+    CUDA_TRY(e, cuda_swiglu_forward(la->hmul, la->gate, la->up, N * (size_t)F, dt, st));
+    CUDA_TRY(e, cuda_matmul_forward(tmp, la->hmul, weight_at(d, o->wdown), NULL, N, F, D, dt,
+                                    d->cublas, st));
+    *na = la->resmid;
+    *nb = tmp;
+    return 0;
+}
+
+// Embedding and blocks, then the targets' rows into a->xt, as forward_trunk in host/llama.c.
+// hidden < 0: every block, the final norm, and the rows that predict a target. hidden >= 0:
+// blocks 0..hidden, res[hidden+1] materialised (no norm follows to store it), and its rows at the
+// target tokens' own positions.
+static int forward_trunk(LlamaCuda *d, int hidden, Err *e) {
+    const ModelConfig *c = &d->cfg;
+    DeviceActs *a = &d->a;
+    const int L = c->num_hidden_layers, D = c->hidden_size;
+    const size_t N = d->n_tokens;
+    const LetheDtype dt = d->dtype;
+    cudaStream_t st = d->stream;
 
     CUDA_TRY(e, cuda_embedding_forward(a->res[0], a->tokens, weight_at(d, d->embed), N, D, dt, st));
-    // The next norm's input is na + nb (nb NULL: na alone, already in res[l]).
     const void *na = a->res[0], *nb = NULL;
-    for (int l = 0; l < L; l++) {
-        const LayerOffsets *o = &d->layers[l];
-        LayerActs *la = &a->layer[l];
-        CUDA_TRY(e, cuda_rmsnorm_forward(la->ln1, la->rstd1, a->res[l], na, nb,
-                                         weight_at(d, o->ln1), N, D, c->rms_norm_eps, dt, st));
-        CUDA_TRY(e, cuda_matmul_forward(la->q, la->ln1, weight_at(d, o->wq),
-                                        opt_weight_at(d, o->bq), N, D, Q, dt, d->cublas, st));
-        CUDA_TRY(e, cuda_matmul_forward(la->k, la->ln1, weight_at(d, o->wk),
-                                        opt_weight_at(d, o->bk), N, D, KVD, dt, d->cublas, st));
-        CUDA_TRY(e, cuda_matmul_forward(la->v, la->ln1, weight_at(d, o->wv),
-                                        opt_weight_at(d, o->bv), N, D, KVD, dt, d->cublas, st));
-        CUDA_TRY(e, cuda_rope_forward(la->q, a->offsets, S, N, H, hd, c->rope_theta, dt, st));
-        CUDA_TRY(e, cuda_rope_forward(la->k, a->offsets, S, N, KV, hd, c->rope_theta, dt, st));
-        CUDA_TRY(e, cuda_attention_forward(la->att, la->lse, la->q, la->k, la->v, a->offsets, S,
-                                           N, H, KV, hd, dt, st));
-        CUDA_TRY(e, cuda_matmul_forward(tmp, la->att, weight_at(d, o->wo), NULL, N, Q, D, dt,
-                                        d->cublas, st));
-        // resmid = res[l] + o-proj, ln2 = norm(resmid)
-        CUDA_TRY(e, cuda_rmsnorm_forward(la->ln2, la->rstd2, la->resmid, a->res[l], tmp,
-                                         weight_at(d, o->ln2), N, D, c->rms_norm_eps, dt, st));
-        CUDA_TRY(e, cuda_matmul_forward(la->gate, la->ln2, weight_at(d, o->wgate), NULL, N, D, F,
-                                        dt, d->cublas, st));
-        CUDA_TRY(e, cuda_matmul_forward(la->up, la->ln2, weight_at(d, o->wup), NULL, N, D, F, dt,
-                                        d->cublas, st));
-        CUDA_TRY(e, cuda_swiglu_forward(la->hmul, la->gate, la->up, N * (size_t)F, dt, st));
-        CUDA_TRY(e, cuda_matmul_forward(tmp, la->hmul, weight_at(d, o->wdown), NULL, N, F, D, dt,
-                                        d->cublas, st));
-        na = la->resmid; // res[l+1] = resmid + down-proj, stored by the next norm
-        nb = tmp;
+    const int n_blocks = hidden < 0 ? L : hidden + 1;
+    for (int l = 0; l < n_blocks; l++)
+        if (block_forward(d, l, &na, &nb, e)) return -1;
+    if (hidden < 0) {
+        CUDA_TRY(e, cuda_rmsnorm_forward(a->lnf, a->rstdf, a->res[L], na, nb,
+                                         weight_at(d, d->norm), N, D, c->rms_norm_eps, dt, st));
+        // The embedding kernel is a row gather: xt[j] = lnf[tpos[j]].
+        CUDA_TRY(e, cuda_embedding_forward(a->xt, a->tpos, a->lnf, d->n_targets, D, dt, st));
+    } else {
+        void *h = a->res[hidden + 1];
+        CUDA_TRY(e, cuda_residual_forward(h, na, nb, N * (size_t)D, dt, st));
+        // xt[j] = h[tpos[j] + 1]: the same gather from h shifted by one row.
+        CUDA_TRY(e, cuda_embedding_forward(a->xt, a->tpos, (const char *)h + (size_t)D * d->es,
+                                           d->n_targets, D, dt, st));
     }
-    CUDA_TRY(e, cuda_rmsnorm_forward(a->lnf, a->rstdf, a->res[L], na, nb, weight_at(d, d->norm),
-                                     N, D, c->rms_norm_eps, dt, st));
-    // The embedding kernel is a row gather: xt[j] = lnf[tpos[j]].
-    CUDA_TRY(e, cuda_embedding_forward(a->xt, a->tpos, a->lnf, d->n_targets, D, dt, st));
     return 0;
 }
 
 // Checks and uploads a batch, lists its targets (host/llama.c's order: position t predicts token
-// t+1 of its sample) and runs the trunk: the target rows are in a->xt.
-static int forward_rows(LlamaCuda *d, const Batch *b, Err *e) {
+// t+1 of its sample) and runs the trunk (forward_trunk's `hidden`): the target rows are in a->xt.
+static int forward_rows(LlamaCuda *d, const Batch *b, int hidden, Err *e) {
     d->have_forward = d->have_rows = 0;
     d->soft = 0;
     d->soft_ref = NULL;
+    d->hidden_layer = -1;
     if (check_batch(&d->cfg, b, e)) return -1;
     const size_t N = b->n_tokens;
     if (acts_reserve(d, N, b->n_samples, e)) return -1;
@@ -596,10 +625,11 @@ static int forward_rows(LlamaCuda *d, const Batch *b, Err *e) {
         upload(d, a->scatter, d->h_scatter, N * sizeof(int32_t), e))
         return -1;
     timing_start(TIMER_FORWARD);
-    const int trunk = forward_trunk(d, e) || timing_sync(d, e);
+    const int trunk = forward_trunk(d, hidden, e) || timing_sync(d, e);
     timing_stop(TIMER_FORWARD);
     if (trunk) return -1;
-    d->have_rows = 1;
+    d->have_rows = hidden < 0;
+    d->hidden_layer = hidden;
     return 0;
 }
 
@@ -641,7 +671,7 @@ static int logprob_head(LlamaCuda *d, Err *e) {
 
 int llama_cuda_forward(LlamaCuda *d, const Batch *b, double *sum_logprob, int *n_targets,
                        Err *e) {
-    if (forward_rows(d, b, e)) return -1;
+    if (forward_rows(d, b, -1, e)) return -1;
     timing_start(TIMER_CLASSIFIER_FORWARD);
     const int rc = logprob_head(d, e) || finish_head(d, sum_logprob, n_targets, e);
     timing_stop(TIMER_CLASSIFIER_FORWARD);
@@ -649,7 +679,7 @@ int llama_cuda_forward(LlamaCuda *d, const Batch *b, double *sum_logprob, int *n
 }
 
 int llama_cuda_forward_rows(LlamaCuda *d, const Batch *b, Err *e) {
-    if (forward_rows(d, b, e)) return -1;
+    if (forward_rows(d, b, -1, e)) return -1;
     CUDA_TRY(e, cudaStreamSynchronize(d->stream));
     return 0;
 }
@@ -673,7 +703,7 @@ int llama_cuda_forward_soft(LlamaCuda *d, const Batch *b, const SoftSpec *spec,
                 ref->cfg.hidden_size != d->cfg.hidden_size))
         return err_set(e, "llama_cuda_forward_soft: the reference model differs in dtype or "
                           "shape");
-    if (forward_rows(d, b, e)) return -1;
+    if (forward_rows(d, b, -1, e)) return -1;
     if (ref && (!ref->have_rows || ref->n_targets != d->n_targets))
         return err_set(e, "the reference forward does not match this batch (%zu vs %zu targets)",
                        ref->have_rows ? ref->n_targets : 0, d->n_targets);
@@ -689,6 +719,24 @@ int llama_cuda_forward_soft(LlamaCuda *d, const Batch *b, const SoftSpec *spec,
                                                  d->n_targets, D, V, d->dtype, d->cublas,
                                                  d->stream));
     return finish_head(d, loss_sum, n_targets, e);
+}
+
+int llama_cuda_forward_hidden(LlamaCuda *d, const Batch *b, int layer, Err *e) {
+    const int L = d->cfg.num_hidden_layers;
+    if (layer < 0 || layer >= L)
+        return err_set(e, "llama_cuda_forward_hidden: layer %d is not a block of this model (0 "
+                          "to %d)", layer, L - 1);
+    if (forward_rows(d, b, layer, e)) return -1;
+    CUDA_TRY(e, cudaStreamSynchronize(d->stream));
+    return 0;
+}
+
+const void *llama_cuda_hidden_rows(const LlamaCuda *d) {
+    return d->hidden_layer >= 0 ? d->a.xt : NULL;
+}
+
+void *llama_cuda_hidden_grad_buffer(LlamaCuda *d) {
+    return d->hidden_layer >= 0 && !d->frozen ? d->a.dxt : NULL;
 }
 
 int llama_cuda_target_stats(LlamaCuda *d, uint8_t *is_argmax, float *mu, float *var, Err *e) {
@@ -709,7 +757,9 @@ int llama_cuda_target_stats(LlamaCuda *d, uint8_t *is_argmax, float *mu, float *
     return 0;
 }
 
-size_t llama_cuda_n_targets(const LlamaCuda *d) { return d->have_forward ? d->n_targets : 0; }
+size_t llama_cuda_n_targets(const LlamaCuda *d) {
+    return d->have_forward || d->hidden_layer >= 0 ? d->n_targets : 0;
+}
 const int32_t *llama_cuda_target_sample(const LlamaCuda *d) { return d->h_tsample; }
 const float *llama_cuda_target_logprob(const LlamaCuda *d) { return d->h_logprob; }
 const float *llama_cuda_target_loss(const LlamaCuda *d) { return d->h_soft_loss; }
@@ -721,14 +771,67 @@ static int zero(LlamaCuda *d, void *p, size_t bytes, Err *e) {
     return 0;
 }
 
+// Backward through block l: a->dres holds dLoss/dres[l+1] on entry and dLoss/dres[l] on exit;
+// the block's parameter gradients are added into the device grads.
+static int block_backward(LlamaCuda *d, int l, Err *e) {
+    const ModelConfig *c = &d->cfg;
+    DeviceActs *a = &d->a;
+    const int H = c->num_attention_heads, KV = c->num_key_value_heads;
+    const int hd = c->head_dim, D = c->hidden_size, F = c->intermediate_size;
+    const int Q = H * hd, KVD = KV * hd, S = d->n_samples;
+    const size_t N = d->n_tokens, es = d->es;
+    const LetheDtype dt = d->dtype;
+    cudaStream_t st = d->stream;
+    void *cb = d->cublas;
+    float *g = d->grads;
+    const LayerOffsets *o = &d->layers[l];
+    LayerActs *la = &a->layer[l];
+    // MLP branch: res[l+1] = resmid + down(silu(gate(ln2)) * up(ln2))
+    if (zero(d, a->dh, N * (size_t)F * es, e)) return -1;
+    CUDA_TRY(e, cuda_matmul_backward(a->dh, g + o->wdown, NULL, a->dres, la->hmul,
+                                     weight_at(d, o->wdown), N, F, D, dt, cb, st));
+    if (zero(d, a->dgate, N * (size_t)F * es, e) || zero(d, a->dup, N * (size_t)F * es, e))
+        return -1;
+    CUDA_TRY(e, cuda_swiglu_backward(a->dgate, a->dup, a->dh, la->gate, la->up,
+                                     N * (size_t)F, dt, st));
+    if (zero(d, a->dln, N * (size_t)D * es, e)) return -1;
+    CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wgate, NULL, a->dgate, la->ln2,
+                                     weight_at(d, o->wgate), N, D, F, dt, cb, st));
+    CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wup, NULL, a->dup, la->ln2,
+                                     weight_at(d, o->wup), N, D, F, dt, cb, st));
+    CUDA_TRY(e, cuda_rmsnorm_backward(a->dres, g + o->ln2, a->rms_scratch, a->dln,
+                                      la->resmid, weight_at(d, o->ln2), la->rstd2, N, D, dt,
+                                      st));
+    // Attention branch: resmid = res[l] + o(attn(rope(q), rope(k), v))
+    if (zero(d, a->datt, N * (size_t)Q * es, e)) return -1;
+    CUDA_TRY(e, cuda_matmul_backward(a->datt, g + o->wo, NULL, a->dres, la->att,
+                                     weight_at(d, o->wo), N, Q, D, dt, cb, st));
+    if (zero(d, a->dq, N * (size_t)Q * es, e) || zero(d, a->dk, N * (size_t)KVD * es, e) ||
+        zero(d, a->dv, N * (size_t)KVD * es, e))
+        return -1;
+    CUDA_TRY(e, cuda_attention_backward(a->dq, a->dk, a->dv, a->datt, la->att, la->lse,
+                                        la->q, la->k, la->v, a->offsets, S, N, H, KV, hd, dt,
+                                        st));
+    CUDA_TRY(e, cuda_rope_backward(a->dq, a->offsets, S, N, H, hd, c->rope_theta, dt, st));
+    CUDA_TRY(e, cuda_rope_backward(a->dk, a->offsets, S, N, KV, hd, c->rope_theta, dt, st));
+    if (zero(d, a->dln, N * (size_t)D * es, e)) return -1;
+    CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wq, opt_grad_at(d, o->bq), a->dq, la->ln1,
+                                     weight_at(d, o->wq), N, D, Q, dt, cb, st));
+    CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wk, opt_grad_at(d, o->bk), a->dk, la->ln1,
+                                     weight_at(d, o->wk), N, D, KVD, dt, cb, st));
+    CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wv, opt_grad_at(d, o->bv), a->dv, la->ln1,
+                                     weight_at(d, o->wv), N, D, KVD, dt, cb, st));
+    CUDA_TRY(e, cuda_rmsnorm_backward(a->dres, g + o->ln1, a->rms_scratch, a->dln, a->res[l],
+                                      weight_at(d, o->ln1), la->rstd1, N, D, dt, st));
+    return 0;
+}
+
 int llama_cuda_backward(LlamaCuda *d, const float *weight, Err *e) {
     if (!d->have_forward) return err_set(e, "llama_cuda_backward: no forward to go back through");
     if (d->frozen) return err_set(e, "llama_cuda_backward: the model is frozen (no gradients)");
     const ModelConfig *c = &d->cfg;
     DeviceActs *a = &d->a;
-    const int L = c->num_hidden_layers, H = c->num_attention_heads, KV = c->num_key_value_heads;
-    const int hd = c->head_dim, D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
-    const int Q = H * hd, KVD = KV * hd, S = d->n_samples;
+    const int L = c->num_hidden_layers, D = c->hidden_size, V = c->vocab_size;
     const size_t N = d->n_tokens, M = d->n_targets, es = d->es;
     const LetheDtype dt = d->dtype;
     cudaStream_t st = d->stream;
@@ -762,50 +865,45 @@ int llama_cuda_backward(LlamaCuda *d, const float *weight, Err *e) {
     CUDA_TRY(e, cuda_rmsnorm_backward(a->dres, g + d->norm, a->rms_scratch, a->dln, a->res[L],
                                       weight_at(d, d->norm), a->rstdf, N, D, dt, st));
 
-    for (int l = L - 1; l >= 0; l--) {
-        const LayerOffsets *o = &d->layers[l];
-        LayerActs *la = &a->layer[l];
-        // MLP branch: res[l+1] = resmid + down(silu(gate(ln2)) * up(ln2))
-        if (zero(d, a->dh, N * (size_t)F * es, e)) return -1;
-        CUDA_TRY(e, cuda_matmul_backward(a->dh, g + o->wdown, NULL, a->dres, la->hmul,
-                                         weight_at(d, o->wdown), N, F, D, dt, cb, st));
-        if (zero(d, a->dgate, N * (size_t)F * es, e) || zero(d, a->dup, N * (size_t)F * es, e))
-            return -1;
-        CUDA_TRY(e, cuda_swiglu_backward(a->dgate, a->dup, a->dh, la->gate, la->up,
-                                         N * (size_t)F, dt, st));
-        if (zero(d, a->dln, N * (size_t)D * es, e)) return -1;
-        CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wgate, NULL, a->dgate, la->ln2,
-                                         weight_at(d, o->wgate), N, D, F, dt, cb, st));
-        CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wup, NULL, a->dup, la->ln2,
-                                         weight_at(d, o->wup), N, D, F, dt, cb, st));
-        CUDA_TRY(e, cuda_rmsnorm_backward(a->dres, g + o->ln2, a->rms_scratch, a->dln,
-                                          la->resmid, weight_at(d, o->ln2), la->rstd2, N, D, dt,
-                                          st));
-        // Attention branch: resmid = res[l] + o(attn(rope(q), rope(k), v))
-        if (zero(d, a->datt, N * (size_t)Q * es, e)) return -1;
-        CUDA_TRY(e, cuda_matmul_backward(a->datt, g + o->wo, NULL, a->dres, la->att,
-                                         weight_at(d, o->wo), N, Q, D, dt, cb, st));
-        if (zero(d, a->dq, N * (size_t)Q * es, e) || zero(d, a->dk, N * (size_t)KVD * es, e) ||
-            zero(d, a->dv, N * (size_t)KVD * es, e))
-            return -1;
-        CUDA_TRY(e, cuda_attention_backward(a->dq, a->dk, a->dv, a->datt, la->att, la->lse,
-                                            la->q, la->k, la->v, a->offsets, S, N, H, KV, hd, dt,
-                                            st));
-        CUDA_TRY(e, cuda_rope_backward(a->dq, a->offsets, S, N, H, hd, c->rope_theta, dt, st));
-        CUDA_TRY(e, cuda_rope_backward(a->dk, a->offsets, S, N, KV, hd, c->rope_theta, dt, st));
-        if (zero(d, a->dln, N * (size_t)D * es, e)) return -1;
-        CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wq, opt_grad_at(d, o->bq), a->dq, la->ln1,
-                                         weight_at(d, o->wq), N, D, Q, dt, cb, st));
-        CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wk, opt_grad_at(d, o->bk), a->dk, la->ln1,
-                                         weight_at(d, o->wk), N, D, KVD, dt, cb, st));
-        CUDA_TRY(e, cuda_matmul_backward(a->dln, g + o->wv, opt_grad_at(d, o->bv), a->dv, la->ln1,
-                                         weight_at(d, o->wv), N, D, KVD, dt, cb, st));
-        CUDA_TRY(e, cuda_rmsnorm_backward(a->dres, g + o->ln1, a->rms_scratch, a->dln, a->res[l],
-                                          weight_at(d, o->ln1), la->rstd1, N, D, dt, st));
-    }
+    for (int l = L - 1; l >= 0; l--)
+        if (block_backward(d, l, e)) return -1;
     // Tied head: the classifier's dw above went to the same rows, as on the CPU.
     CUDA_TRY(e, cuda_embedding_backward(g + d->embed, a->emb_scratch, a->dres, a->tokens, N, D, V,
                                         dt, st));
+    CUDA_TRY(e, cudaStreamSynchronize(st));
+    timing_stop(TIMER_BACKWARD);
+    return 0;
+}
+
+int llama_cuda_backward_hidden(LlamaCuda *d, const void *dh, int lowest_layer, Err *e) {
+    const int layer = d->hidden_layer;
+    if (layer < 0)
+        return err_set(e, "llama_cuda_backward_hidden: no llama_cuda_forward_hidden to go back "
+                          "through");
+    if (d->frozen)
+        return err_set(e, "llama_cuda_backward_hidden: the model is frozen (no gradients)");
+    DeviceActs *a = &d->a;
+    const int D = d->cfg.hidden_size, V = d->cfg.vocab_size;
+    const size_t N = d->n_tokens, M = d->n_targets, es = d->es, row = (size_t)D * es;
+    const LetheDtype dt = d->dtype;
+    cudaStream_t st = d->stream;
+    if (M > 0 && !dh) return err_set(e, "llama_cuda_backward_hidden: no dh rows");
+    timing_start(TIMER_BACKWARD);
+    // dLoss/dres[layer+1]: target j's row at its token's position tpos[j] + 1, zero elsewhere.
+    // dh goes to dxt (unless the caller wrote it there), whose row M is zero; then, as in
+    // llama_cuda_backward, scatter[t] (target j where tpos[j] = t, else M) gathers the rows, here
+    // one row down: dres[t + 1] = dxt[scatter[t]]. Row 0 is no target token's position.
+    if (M > 0 && dh != a->dxt)
+        CUDA_TRY(e, cudaMemcpyAsync(a->dxt, dh, M * row, cudaMemcpyDeviceToDevice, st));
+    if (zero(d, (char *)a->dxt + M * row, row, e) || zero(d, a->dres, row, e)) return -1;
+    CUDA_TRY(e, cuda_embedding_forward((char *)a->dres + row, a->scatter, a->dxt, N - 1, D, dt,
+                                       st));
+    const int lowest = lowest_layer < 0 ? 0 : lowest_layer;
+    for (int l = layer; l >= lowest; l--)
+        if (block_backward(d, l, e)) return -1;
+    if (lowest == 0)
+        CUDA_TRY(e, cuda_embedding_backward(d->grads + d->embed, a->emb_scratch, a->dres,
+                                            a->tokens, N, D, V, dt, st));
     CUDA_TRY(e, cudaStreamSynchronize(st));
     timing_stop(TIMER_BACKWARD);
     return 0;

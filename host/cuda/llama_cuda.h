@@ -53,6 +53,28 @@ int llama_cuda_target_stats(LlamaCuda *d, uint8_t *is_argmax, float *mu, float *
 int llama_cuda_backward(LlamaCuda *d, const float *weight, Err *e);
 int llama_cuda_zero_grads(LlamaCuda *d, Err *e);
 
+// The hidden-state loss of RMU, as llama_forward_hidden / llama_backward_hidden (host/llama.h):
+// the targets of llama_cuda_forward (llama_cuda_n_targets, llama_cuda_target_sample), each with
+// the residual stream after block `layer` at the target token's own position as its row.
+// Runs blocks 0..layer only; layer outside [0, L-1] is an error. Works on a frozen model too (the
+// reference model's rows of RMU's retain term).
+int llama_cuda_forward_hidden(LlamaCuda *d, const Batch *b, int layer, Err *e);
+// Device rows (n_targets, D) of the model's dtype, after llama_cuda_forward_hidden (else NULL);
+// valid until the model's next forward.
+const void *llama_cuda_hidden_rows(const LlamaCuda *d);
+// A device buffer of (n_targets, D) elements of the model's dtype, owned by d, for the caller to
+// write dLoss/d(hidden rows) into (e.g. cuda_rows_mse_backward on d's stream, or after syncing
+// yours) before llama_cuda_backward_hidden; NULL for a frozen model or without a
+// llama_cuda_forward_hidden. Valid until the model's next forward or backward.
+void *llama_cuda_hidden_grad_buffer(LlamaCuda *d);
+// Backward of the last llama_cuda_forward_hidden: dh (device, (n_targets, D) of the model's
+// dtype: llama_cuda_hidden_grad_buffer or any other device buffer) enters at the output of block
+// `layer`; blocks layer down to lowest_layer run, and with lowest_layer <= 0 the embedding too
+// (lowest_layer > layer: nothing runs). Adds into the device grads; the gradients of the blocks
+// below lowest_layer and of the embedding are left as they are. Work queued on the model's
+// stream; returns after it finished.
+int llama_cuda_backward_hidden(LlamaCuda *d, const void *dh, int lowest_layer, Err *e);
+
 // Host copies in the parameter layout (n_params floats). Uploading sets the float32 weights and,
 // in LETHE_BF16 mode, their bfloat16 rounding.
 int llama_cuda_download_grads(const LlamaCuda *d, float *grads, Err *e);

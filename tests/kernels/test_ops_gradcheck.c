@@ -584,6 +584,52 @@ static void test_residual(Stat *st, size_t n) {
     free(a); free(b); free(out); free(e);
 }
 
+// ---- per-row mean squared error ---------------------------------------------------------------
+
+typedef struct {
+    double *h;
+    const double *y; // (M, D), or (D) shared when per_row is 0
+    const float *weight;
+    size_t M;
+    int D, per_row;
+} MseCtx;
+
+// sum_j weight[j] * mse_j; fills mse when given.
+static double ref_rows_mse(double *mse, const MseCtx *c) {
+    double loss = 0.0;
+    for (size_t j = 0; j < c->M; j++) {
+        const double *y = c->per_row ? c->y + j * c->D : c->y;
+        double s = 0.0;
+        for (int d = 0; d < c->D; d++) {
+            const double diff = c->h[j * c->D + d] - y[d];
+            s += diff * diff;
+        }
+        if (mse) mse[j] = s / c->D;
+        loss += c->weight[j] * (s / c->D);
+    }
+    return loss;
+}
+
+static double mse_loss(void *p) { return ref_rows_mse(NULL, p); }
+
+static void test_rows_mse(Stat *st, size_t M, int D, int per_row) {
+    const char *op = "rows_mse";
+    const size_t ny = per_row ? M * D : (size_t)D;
+    float *h = randf(M * D, 3.0), *y = randf(ny, 3.0), *weight = randf(M, 2.0);
+    float *mse = nanf_buf(M), *dh = nanf_buf(M * D);
+    rows_mse_forward(mse, h, per_row ? y : NULL, per_row ? NULL : y, M, D);
+    rows_mse_backward(dh, h, per_row ? y : NULL, per_row ? NULL : y, weight, M, D);
+    double *h_d = to_double(h, M * D), *y_d = to_double(y, ny), *mse_d = zerod(M);
+    MseCtx c = {h_d, y_d, weight, M, D, per_row};
+    ref_rows_mse(mse_d, &c);
+    check(st, 0, op, "mse", mse, NULL, mse_d, M, FWD_ATOL, FWD_RTOL);
+    // dh is written, not accumulated: compared without a base.
+    double *gh = fd_grad(h_d, M * D, mse_loss, &c);
+    check(st, 1, op, "dh", dh, NULL, gh, M * D, BWD_ATOL, BWD_RTOL);
+    free(h); free(y); free(weight); free(mse); free(dh); free(h_d); free(y_d); free(mse_d);
+    free(gh);
+}
+
 // ---- classifier ------------------------------------------------------------------------------
 
 typedef struct {
@@ -1009,6 +1055,12 @@ int main(void) {
     test_residual(&st, 37);
     test_residual(&st, 100003);
     stat_print("residual", &st);
+
+    memset(&st, 0, sizeof st);
+    test_rows_mse(&st, 7, 13, 1);
+    test_rows_mse(&st, 5, 150, 0);
+    test_rows_mse(&st, 300, 130, 1); // past the threading threshold
+    stat_print("rows_mse", &st);
 
     memset(&st, 0, sizeof st);
     test_classifier(&st, 9, 13, 37, 1);

@@ -1,7 +1,8 @@
 // The whole Llama model on the "cuda" backend (host/cuda/llama_cuda.c) against the CPU backend
 // (host/llama.c): per-sample target log-prob sums and every gradient tensor, float32 and bfloat16,
-// and bit-identical repeats. Built against the CPU execution harness (LETHE_TEST_HARNESS) and,
-// with nvcc, against the real runtime, where it skips (77) without a device.
+// bit-identical repeats, and the hidden-state loss (llama_cuda_forward_hidden/backward_hidden).
+// Built against the CPU execution harness (LETHE_TEST_HARNESS) and, with nvcc, against the real
+// runtime, where it skips (77) without a device.
 // harness.h (lethe_harness::set_schedule_seed / set_worker_threads) before any CUDA header.
 #ifdef LETHE_TEST_HARNESS
 #include "harness.h"
@@ -453,6 +454,223 @@ int test_no_device_real() {
     return 0;
 }
 
+// ---- the hidden-state loss (RMU) ----------------------------------------------------------------
+
+// Device rows of dtype (n elements) as floats.
+std::vector<float> download_rows(const void* src, size_t n, LetheDtype dtype) {
+    std::vector<float> out(n);
+    if (dtype == LETHE_F32) {
+        EXPECT(cudaMemcpy(out.data(), src, n * sizeof(float), cudaMemcpyDeviceToHost) ==
+                   cudaSuccess, "download");
+        return out;
+    }
+    std::vector<uint16_t> bits(n);
+    EXPECT(cudaMemcpy(bits.data(), src, n * sizeof(uint16_t), cudaMemcpyDeviceToHost) ==
+               cudaSuccess, "download");
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t u = (uint32_t)bits[i] << 16;
+        memcpy(&out[i], &u, sizeof u);
+    }
+    return out;
+}
+
+template <typename T>
+T* to_device(const std::vector<T>& v) {
+    void* p = nullptr;
+    // Whole elements (the harness puts an allocation's end at a guard page: its start is aligned
+    // to the element only if its size is), at least one.
+    EXPECT(cudaMalloc(&p, (v.empty() ? 1 : v.size()) * sizeof(T)) == cudaSuccess, "cudaMalloc");
+    EXPECT(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess,
+           "upload");
+    return static_cast<T*>(p);
+}
+
+// Block of a tensor: its layer, -1 for the embedding, L for the final norm and the head.
+int tensor_block(const LlamaModel* m, const ParamTensor* t) {
+    if (strncmp(t->name, "model.layers.", 13) == 0) return atoi(t->name + 13);
+    return t->offset == m->embed ? -1 : m->cfg.num_hidden_layers;
+}
+
+struct HiddenCase {
+    int layer, lowest;
+    bool own_dh_buffer; // dh in a buffer of the caller's rather than llama_cuda_hidden_grad_buffer
+};
+
+// llama_cuda_forward_hidden's rows and llama_cuda_backward_hidden's gradients of
+// sum_j w_j * rows_mse(h_j, y) (y: one control vector, as RMU's forget term) against the CPU's.
+void compare_hidden(const LlamaModel* m, LlamaCuda* d, LetheDtype dtype, const HostBatch& hb,
+                    const HiddenCase& hc) {
+    const bool f32 = dtype == LETHE_F32;
+    const int D = m->cfg.hidden_size;
+    const Batch b = hb.view();
+    char what[160];
+    snprintf(what, sizeof what, "%s layer %d lowest %d%s", f32 ? "float32" : "bfloat16", hc.layer,
+             hc.lowest, hc.own_dh_buffer ? " (own dh buffer)" : "");
+    Err e{};
+    LlamaActs* a = llama_acts_new();
+    if (llama_forward_hidden(m, a, &b, hc.layer, &e)) {
+        EXPECT(false, "llama_forward_hidden: %s", e.msg);
+        llama_acts_free(a);
+        return;
+    }
+    const size_t M = llama_n_targets(a);
+    std::vector<float> y(D), w(M);
+    Rng rng{31};
+    for (int i = 0; i < D; i++) y[i] = 4.0f * ((float)rng.below(2001) / 1000.0f - 1.0f);
+    for (size_t j = 0; j < M; j++) w[j] = (j % 3 == 0 ? -1.0f : 0.7f) / (float)M;
+    std::vector<float> dh(M * D), ref_grads(m->n_params, 0.0f), ref_mse(M);
+    rows_mse_forward(ref_mse.data(), llama_hidden_rows(a), nullptr, y.data(), M, D);
+    rows_mse_backward(dh.data(), llama_hidden_rows(a), nullptr, y.data(), w.data(), M, D);
+    llama_backward_hidden(m, a, dh.data(), hc.lowest, ref_grads.data());
+
+    bool ok = llama_cuda_zero_grads(d, &e) == 0 &&
+              llama_cuda_forward_hidden(d, &b, hc.layer, &e) == 0;
+    EXPECT(ok, "%s: %s", what, e.msg);
+    EXPECT(llama_cuda_n_targets(d) == M, "%s: %zu targets, the CPU has %zu", what,
+           llama_cuda_n_targets(d), M);
+    if (!ok || llama_cuda_n_targets(d) != M) {
+        llama_acts_free(a);
+        return;
+    }
+    EXPECT(memcmp(llama_cuda_target_sample(d), llama_target_sample(a), M * sizeof(int32_t)) == 0,
+           "%s: target samples differ", what);
+    const std::vector<float> rows = download_rows(llama_cuda_hidden_rows(d), M * D, dtype);
+    const std::vector<float> ref_rows(llama_hidden_rows(a), llama_hidden_rows(a) + M * D);
+    const double rows_err = f32 ? max_rel_error(rows.data(), ref_rows.data(), M * D)
+                                : 1.0 - cosine(rows.data(), ref_rows.data(), M * D);
+    EXPECT(rows_err <= (f32 ? kF32SumTolerance : 1.0 - kBf16MinCosine),
+           "%s: hidden rows: error %.3g", what, rows_err);
+
+    // The loss head on the device: mse, and dh into the model's buffer (or one of ours).
+    const LetheStream st = llama_cuda_buffers(d).stream;
+    float* d_y = to_device(y);
+    float* d_w = to_device(w);
+    float* d_mse = to_device(std::vector<float>(M));
+    void* own = nullptr;
+    if (hc.own_dh_buffer) EXPECT(cudaMalloc(&own, M * D * 4) == cudaSuccess, "cudaMalloc");
+    void* d_dh = hc.own_dh_buffer ? own : llama_cuda_hidden_grad_buffer(d);
+    EXPECT(d_dh != nullptr, "%s: no dh buffer", what);
+    const void* h = llama_cuda_hidden_rows(d);
+    EXPECT(cuda_rows_mse_forward(d_mse, h, nullptr, d_y, M, D, dtype, st) == 0, "%s", what);
+    EXPECT(cuda_rows_mse_backward(d_dh, h, nullptr, d_y, d_w, M, D, dtype, st) == 0, "%s", what);
+    ok = llama_cuda_backward_hidden(d, d_dh, hc.lowest, &e) == 0;
+    EXPECT(ok, "%s: llama_cuda_backward_hidden: %s", what, e.msg);
+    const std::vector<float> mse = download_rows(d_mse, M, LETHE_F32);
+    const double mse_err = max_rel_error(mse.data(), ref_mse.data(), M);
+    EXPECT(mse_err <= (f32 ? kF32SumTolerance : kBf16SumTolerance), "%s: mse: error %.3g", what,
+           mse_err);
+    std::vector<float> grads(m->n_params);
+    EXPECT(llama_cuda_download_grads(d, grads.data(), &e) == 0, "%s", e.msg);
+    double worst = f32 ? 0.0 : 1.0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor* t = &m->tensors[i];
+        const float* g = grads.data() + t->offset;
+        const float* r = ref_grads.data() + t->offset;
+        const int blk = tensor_block(m, t);
+        // Above the loss no gradient reaches it; below lowest it is skipped (the embedding runs
+        // with lowest 0 only).
+        if (blk > hc.layer || (blk >= 0 ? blk < hc.lowest : hc.lowest > 0)) {
+            size_t nonzero = 0;
+            for (size_t k = 0; k < t->numel; k++) nonzero += g[k] != 0.0f;
+            EXPECT(nonzero == 0, "%s: %s has %zu nonzero gradients", what, t->name, nonzero);
+            continue;
+        }
+        const double err = f32 ? max_rel_error(g, r, t->numel) : cosine(g, r, t->numel);
+        const double tol = f32                                   ? kF32GradTolerance
+                           : is_query_or_key_projection(t->name) ? kBf16MinCosineQK
+                                                                 : kBf16MinCosine;
+        EXPECT(f32 ? err <= tol : err >= tol, "%s: gradient of %s: %s %.6g (tolerance %g)", what,
+               t->name, f32 ? "max relative error" : "cosine", err, tol);
+        worst = f32 ? fmax(worst, err) : fmin(worst, err);
+    }
+    printf("hidden %s: %zu rows %s %.2e, mse %.2e, gradients %s %.2e\n", what, M,
+           f32 ? "max rel err" : "1 - cosine", rows_err, mse_err,
+           f32 ? "worst max rel err" : "worst 1 - cosine", f32 ? worst : 1.0 - worst);
+    cudaFree(d_y);
+    cudaFree(d_w);
+    cudaFree(d_mse);
+    cudaFree(own);
+    llama_acts_free(a);
+}
+
+// The frozen copy (a reference model) gives the same rows as the CPU, and refuses a backward.
+void compare_frozen_hidden(const LlamaModel* m, LetheDtype dtype, const HostBatch& hb) {
+    LlamaCuda* f = nullptr;
+    Err e{};
+    if (llama_cuda_create_frozen(&f, m, dtype, &e)) {
+        EXPECT(false, "llama_cuda_create_frozen: %s", e.msg);
+        return;
+    }
+    const Batch b = hb.view();
+    const int D = m->cfg.hidden_size;
+    LlamaActs* a = llama_acts_new();
+    for (int layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
+        const bool ok = llama_forward_hidden(m, a, &b, layer, &e) == 0 &&
+                        llama_cuda_forward_hidden(f, &b, layer, &e) == 0;
+        EXPECT(ok, "frozen layer %d: %s", layer, e.msg);
+        if (!ok) break;
+        const size_t M = llama_n_targets(a);
+        EXPECT(llama_cuda_n_targets(f) == M, "frozen: %zu targets", llama_cuda_n_targets(f));
+        const std::vector<float> rows = download_rows(llama_cuda_hidden_rows(f), M * D, dtype);
+        const double err = dtype == LETHE_F32
+                               ? max_rel_error(rows.data(), llama_hidden_rows(a), M * D)
+                               : 1.0 - cosine(rows.data(), llama_hidden_rows(a), M * D);
+        EXPECT(err <= (dtype == LETHE_F32 ? kF32SumTolerance : 1.0 - kBf16MinCosine),
+               "frozen layer %d: hidden rows: error %.3g", layer, err);
+        printf("hidden frozen %s layer %d: %zu rows %s %.2e\n",
+               dtype == LETHE_F32 ? "float32" : "bfloat16", layer, M,
+               dtype == LETHE_F32 ? "max rel err" : "1 - cosine", err);
+        EXPECT(llama_cuda_hidden_grad_buffer(f) == nullptr, "frozen: a dh buffer");
+        EXPECT(llama_cuda_backward_hidden(f, llama_cuda_hidden_rows(f), 0, &e) == -1 &&
+                   strstr(e.msg, "frozen"),
+               "frozen: backward accepted (%s)", e.msg);
+    }
+    llama_acts_free(a);
+    llama_cuda_free(f);
+}
+
+// Rows and gradients of the hidden-state loss on the random GQA model (2 blocks), in float32 and
+// bfloat16, for both layers and lowest layers 0 and 1; the frozen model's rows; misuse refused.
+int test_hidden() {
+    LlamaModel m;
+    if (!random_gqa_model(&m)) return 1;
+    const int V = m.cfg.vocab_size;
+    const HostBatch small = make_batch({9, 14, 6}, V, 7, true);
+    const HostBatch large = make_batch({30, 17, 21, 11}, V, 8, false);
+    const HiddenCase cases[] = {{0, 0, false}, {1, 0, false}, {1, 1, false}, {1, 0, true},
+                                {0, 1, false}};
+    for (const LetheDtype dtype : {LETHE_F32, LETHE_BF16}) {
+        LlamaCuda* d = nullptr;
+        Err e{};
+        if (llama_cuda_create(&d, &m, dtype, &e)) {
+            EXPECT(false, "llama_cuda_create: %s", e.msg);
+            return 1;
+        }
+        for (const HiddenCase& hc : cases) compare_hidden(&m, d, dtype, small, hc);
+        if (dtype == LETHE_F32) // larger activations after smaller ones
+            compare_hidden(&m, d, dtype, large, HiddenCase{1, 0, false});
+        // Misuse: a layer outside the model, a head backward after a hidden forward, and a
+        // hidden backward after a forward with a head.
+        const Batch b = small.view();
+        EXPECT(llama_cuda_forward_hidden(d, &b, 2, &e) == -1 && strstr(e.msg, "layer 2"),
+               "layer 2 of 2 accepted (%s)", e.msg);
+        EXPECT(llama_cuda_forward_hidden(d, &b, 0, &e) == 0, "%s", e.msg);
+        const std::vector<float> w(llama_cuda_n_targets(d), 1.0f);
+        EXPECT(llama_cuda_backward(d, w.data(), &e) == -1, "a head backward after a hidden "
+               "forward was accepted");
+        EXPECT(llama_cuda_forward(d, &b, nullptr, nullptr, &e) == 0, "%s", e.msg);
+        EXPECT(llama_cuda_hidden_rows(d) == nullptr && llama_cuda_hidden_grad_buffer(d) == nullptr,
+               "hidden buffers after a forward with a head");
+        EXPECT(llama_cuda_backward_hidden(d, nullptr, 0, &e) == -1 &&
+                   strstr(e.msg, "llama_cuda_forward_hidden"),
+               "a hidden backward after a forward with a head was accepted (%s)", e.msg);
+        llama_cuda_free(d);
+        compare_frozen_hidden(&m, dtype, small);
+    }
+    llama_free(&m);
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -470,8 +688,11 @@ int main(int argc, char** argv) {
         rc = test_stories260k(models);
     } else if (strcmp(mode, "determinism") == 0) {
         rc = test_determinism(models);
+    } else if (strcmp(mode, "hidden") == 0) {
+        rc = test_hidden();
     } else {
-        fprintf(stderr, "usage: %s random_gqa|stories260k|determinism|no_device_real [MODELS]\n",
+        fprintf(stderr,
+                "usage: %s random_gqa|stories260k|determinism|hidden|no_device_real [MODELS]\n",
                 argv[0]);
         return 2;
     }
