@@ -130,6 +130,8 @@ void bench_workdir_remove(const char *dir) {
 
 // ---- the step ---------------------------------------------------------------------------------
 
+int bench_rmu_layer(const ModelConfig *c) { return c->num_hidden_layers * 7 / 32; }
+
 int bench_method_has_retain(const char *method) {
     const Method *m = method_find(method);
     return m && method_unlearns(m) && m->retain != RETAIN_NONE && m->alpha != 0; // alpha 0: no R
@@ -260,6 +262,8 @@ int bench_run_steps(const BenchSpec *s, const char *workdir, BenchSteps *out, Er
         override(&c, e, "device.dtype=%s", s->device_dtype ? s->device_dtype : "bf16") ||
         (strcmp(s->method, "simnpo") == 0 &&
          override(&c, e, "method.delta=%.17g", s->simnpo_delta)) ||
+        (strcmp(s->method, "rmu") == 0 &&
+         override(&c, e, "method.layer=%d", bench_rmu_layer(&s->cfg))) ||
         run_config_finish(&c, command, e))
         return err_prefix(e, "the benchmark's run config");
 

@@ -59,6 +59,9 @@ int bench_workdir_create(char *dir, size_t cap, Err *e);
 void bench_workdir_remove(const char *dir);
 
 // Whether the method's step has a retain term (so a retain batch): graddiff, npo, simnpo.
+// RMU's block in a benchmark: as deep as the WMDP recipe's block 7 of 32 (tools/bench_torch.py
+// takes the same).
+int bench_rmu_layer(const ModelConfig *c);
 int bench_method_has_retain(const char *method);
 
 // Writes the model (random init unless spec->model_path) and B random samples of T tokens as the

@@ -18,7 +18,7 @@
 #include "strbuf.h"
 
 static const char *const k_methods[] = {"ga",     "graddiff", "npo",    "simnpo",
-                                        "wga",    "satimp",   "undial", "ceu",
+                                        "wga",    "satimp",   "undial", "ceu", "rmu",
                                         "idknll", "idkdpo",   "task_vector", "finetune"};
 static const int k_sgemm_sizes[] = {1024, 1536, 2048};
 #define N_SGEMM_SIZES (int)(sizeof k_sgemm_sizes / sizeof k_sgemm_sizes[0])
@@ -216,6 +216,7 @@ static void print_json(const Report *r) {
               (long long)r->batch, (long long)r->seq, (long long)r->steps, (long long)r->warmup,
               r->threads, (long long)r->seed);
     if (strcmp(r->method, "simnpo") == 0) sb_printf(&b, ", \"simnpo_delta\": %g", r->simnpo_delta);
+    if (strcmp(r->method, "rmu") == 0) sb_printf(&b, ", \"rmu_layer\": %d", bench_rmu_layer(&r->cfg));
     sb_printf(&b, ", \"params\": %zu, \"matmul_params\": %.0f, \"tokens_per_step\": %lld",
               r->st.n_params, r->n_matmul, (long long)r->st.tokens_per_step);
     sb_printf(&b,
@@ -436,7 +437,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!is_method(r.method)) {
         err_set(&e, "--method %s is not a method (one of: ga, graddiff, npo, simnpo, wga, satimp, "
-                    "undial, ceu, idknll, idkdpo, task_vector, finetune)",
+                    "undial, ceu, rmu, idknll, idkdpo, task_vector, finetune)",
                 r.method);
         return cli_fail("bench", &e);
     }

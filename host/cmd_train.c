@@ -26,12 +26,17 @@ static void usage(const char *command) {
                        (*m)->delta);
                 if ((*m)->beta2 != 0) printf("beta2 %g, ", (*m)->beta2);
                 if ((*m)->ignore_first != 0) printf("ignore_first %d, ", (*m)->ignore_first);
-                printf("retain_loss %s\n", (*m)->retain == RETAIN_KL    ? "kl"
-                                           : (*m)->retain == RETAIN_NLL ? "nll"
-                                                                        : "none");
+                if ((*m)->hidden)
+                    printf("layer %d, steering_coeff %g, ", (*m)->layer, (*m)->steering);
+                printf("retain_loss %s\n", (*m)->retain == RETAIN_KL       ? "kl"
+                                           : (*m)->retain == RETAIN_NLL    ? "nll"
+                                           : (*m)->retain == RETAIN_HIDDEN ? "hidden"
+                                                                           : "none");
             }
-        printf("  the retain term R is NLL(retain batch) (method.retain_loss: nll) or the mean\n"
-               "  KL(p_ref || p) over retain targets (kl; keeps the start model as reference).\n");
+        printf("  the retain term R is NLL(retain batch) (method.retain_loss: nll), the mean\n"
+               "  KL(p_ref || p) over retain targets (kl; keeps the start model as reference),\n"
+               "  or (rmu: hidden) the mean squared error of the hidden states at method.layer\n"
+               "  to the start model's.\n");
     } else {
         printf("Fine-tunes the model on data.train with the token-mean NLL: builds the target\n"
                "model of an unlearning experiment and its gold standard (retain set only).\n");

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "timing.h"
+
 static CudaBackend g_cuda;
 static int g_have_cuda;
 
@@ -22,18 +24,80 @@ typedef struct {
     LlamaModel ref; // frozen start model (with_ref)
     int have_ref;
     float *grads;
+    // the last forward_hidden's head: its per-target mse, its target (ref_rows from the
+    // reference's acts, or the caller's vector), and the backward's dh; hidden_layer -1: none
+    int hidden_layer, lowest_block;
+    const float *target_rows, *target_vec;
+    float *mse, *dh;
+    size_t cap_rows;
 } CpuEngine;
 
 static CpuEngine *cpu(Engine *g) { return (CpuEngine *)g; }
 static const CpuEngine *cpu_c(const Engine *g) { return (const CpuEngine *)g; }
 
 static int cpu_forward(Engine *g, const Batch *b, double *s, int *n, Err *e) {
+    cpu(g)->hidden_layer = -1;
     return llama_forward(g->model, cpu(g)->acts, b, s, n, e);
+}
+
+int engine_lowest_trained_block(const LlamaModel *m, const Optimizer *opt) {
+    if (!opt) return 0;
+    int lowest = m->cfg.num_hidden_layers, l;
+    for (int i = 0; i < m->n_tensors; i++) {
+        if (!opt->trainable[i]) continue;
+        if (m->tensors[i].offset == m->embed) return 0;
+        if (sscanf(m->tensors[i].name, "model.layers.%d.", &l) == 1 && l < lowest) lowest = l;
+    }
+    return lowest;
+}
+
+void engine_sum_per_sample(const int32_t *tsample, const float *v, size_t M, int n_samples,
+                           double *sums, int *counts) {
+    for (int s = 0; s < n_samples; s++) {
+        if (sums) sums[s] = 0.0;
+        if (counts) counts[s] = 0;
+    }
+    for (size_t j = 0; j < M; j++) {
+        if (sums) sums[tsample[j]] += v[j];
+        if (counts) counts[tsample[j]]++;
+    }
+}
+
+static int cpu_forward_hidden(Engine *g, const Batch *b, int layer, const float *target,
+                              double *mse_sum, int *n, Err *e) {
+    CpuEngine *c = cpu(g);
+    c->hidden_layer = -1;
+    const float *rows_ref = NULL;
+    if (!target) {
+        if (!c->have_ref)
+            return err_set(e, "forward_hidden: the engine was opened without a reference");
+        if (llama_forward_hidden(&c->ref, c->ref_acts, b, layer, e)) return -1;
+        rows_ref = llama_hidden_rows(c->ref_acts);
+    }
+    if (llama_forward_hidden(g->model, c->acts, b, layer, e)) return -1;
+    const size_t M = llama_n_targets(c->acts), D = (size_t)g->model->cfg.hidden_size;
+    if (M > c->cap_rows) {
+        free(c->mse);
+        free(c->dh);
+        c->mse = malloc(M * sizeof(float));
+        c->dh = malloc(M * D * sizeof(float));
+        c->cap_rows = c->mse && c->dh ? M : 0;
+        if (!c->cap_rows) return err_set(e, "out of memory for %zu hidden rows", M);
+    }
+    timing_start(TIMER_CLASSIFIER_FORWARD);
+    rows_mse_forward(c->mse, llama_hidden_rows(c->acts), rows_ref, target, M, (int)D);
+    timing_stop(TIMER_CLASSIFIER_FORWARD);
+    engine_sum_per_sample(llama_target_sample(c->acts), c->mse, M, b->n_samples, mse_sum, n);
+    c->hidden_layer = layer;
+    c->target_rows = rows_ref;
+    c->target_vec = target;
+    return 0;
 }
 
 static int cpu_forward_soft(Engine *g, const Batch *b, const SoftSpec *spec, double *loss,
                             int *n, Err *e) {
     CpuEngine *c = cpu(g);
+    c->hidden_layer = -1;
     if (!spec->from_reference)
         return llama_forward_soft(g->model, c->acts, b, spec, NULL, NULL, loss, n, e);
     if (!c->have_ref)
@@ -49,7 +113,10 @@ static const int32_t *cpu_target_sample(const Engine *g) {
 static const float *cpu_target_logprob(const Engine *g) {
     return llama_target_logprob(cpu_c(g)->acts);
 }
-static const float *cpu_target_loss(const Engine *g) { return llama_target_loss(cpu_c(g)->acts); }
+static const float *cpu_target_loss(const Engine *g) {
+    const CpuEngine *c = cpu_c(g);
+    return c->hidden_layer >= 0 ? c->mse : llama_target_loss(c->acts);
+}
 
 static int cpu_target_stats(Engine *g, uint8_t *is_argmax, float *mu, float *var, Err *e) {
     (void)e;
@@ -64,8 +131,18 @@ static int need_grads(CpuEngine *c, Err *e) {
 }
 
 static int cpu_backward(Engine *g, const float *weight, Err *e) {
-    if (need_grads(cpu(g), e)) return -1;
-    llama_backward(g->model, cpu(g)->acts, weight, cpu(g)->grads);
+    CpuEngine *c = cpu(g);
+    if (need_grads(c, e)) return -1;
+    if (c->hidden_layer < 0) {
+        llama_backward(g->model, c->acts, weight, c->grads);
+        return 0;
+    }
+    const size_t M = llama_n_targets(c->acts);
+    timing_start(TIMER_CLASSIFIER_BACKWARD);
+    rows_mse_backward(c->dh, llama_hidden_rows(c->acts), c->target_rows, c->target_vec, weight, M,
+                      g->model->cfg.hidden_size);
+    timing_stop(TIMER_CLASSIFIER_BACKWARD);
+    llama_backward_hidden(g->model, c->acts, c->dh, c->lowest_block, c->grads);
     return 0;
 }
 
@@ -112,12 +189,15 @@ static void cpu_destroy(Engine *g) {
     llama_acts_free(c->ref_acts);
     if (c->have_ref) llama_free(&c->ref);
     free(c->grads);
+    free(c->mse);
+    free(c->dh);
     free(c);
 }
 
 static const EngineOps cpu_ops = {
     .forward = cpu_forward,
     .forward_soft = cpu_forward_soft,
+    .forward_hidden = cpu_forward_hidden,
     .n_targets = cpu_n_targets,
     .target_sample = cpu_target_sample,
     .target_logprob = cpu_target_logprob,
@@ -139,6 +219,8 @@ static int cpu_open(Engine **out, LlamaModel *model, Optimizer *opt, int with_re
     CpuEngine *c = calloc(1, sizeof *c);
     if (!c) return err_set(e, "out of memory");
     c->base = (Engine){&cpu_ops, ENGINE_CPU, "cpu (float32)", model, opt, seed};
+    c->hidden_layer = -1;
+    c->lowest_block = engine_lowest_trained_block(model, opt);
     c->acts = llama_acts_new();
     c->ref_acts = with_ref ? llama_acts_new() : NULL;
     if (!c->acts || (with_ref && !c->ref_acts)) {

@@ -25,10 +25,18 @@ typedef struct {
     // backward takes dLoss/dloss per target.
     int (*forward_soft)(Engine *g, const Batch *b, const SoftSpec *spec, double *loss_sum,
                         int *n_targets, Err *e);
+    // Forward through blocks 0..layer only, whose head is, per target, the mean squared error
+    // between the residual stream after block `layer` at the target token's position and a
+    // target: the vector `target` (D host floats, kept by the caller until the backward) or,
+    // target NULL, the frozen start model's states on the same batch (engines opened with_ref).
+    // mse_sum per sample; per target target_loss(). The next backward takes dLoss/dmse per target
+    // and runs from block `layer` down to the lowest block with a trainable tensor.
+    int (*forward_hidden)(Engine *g, const Batch *b, int layer, const float *target,
+                          double *mse_sum, int *n_targets, Err *e);
     size_t (*n_targets)(const Engine *g);
     const int32_t *(*target_sample)(const Engine *g);
     const float *(*target_logprob)(const Engine *g);
-    // Per-target losses of the last forward_soft (host floats, n_targets of them).
+    // Per-target losses of the last forward_soft or forward_hidden (host floats, n_targets).
     const float *(*target_loss)(const Engine *g);
     // llama_target_stats of the last forward (not forward_soft).
     int (*target_stats)(Engine *g, uint8_t *is_argmax, float *mu, float *var, Err *e);
@@ -74,6 +82,15 @@ typedef struct {
 int engine_open(Engine **out, const DeviceRequest *req, LlamaModel *model, Optimizer *opt,
                 int with_ref, uint64_t seed, Err *e);
 void engine_close(Engine *g);
+
+// The lowest block a backward from a hidden state must reach: 0 when the embedding or a tensor of
+// block 0 is trained, else the lowest block with a trained tensor (num_hidden_layers when none;
+// opt NULL: 0). Tensors after the blocks (final norm, untied head) get no gradient from there.
+int engine_lowest_trained_block(const LlamaModel *m, const Optimizer *opt);
+// sums[s] (and counts[s]) over the targets of each of n_samples samples of per-target values v,
+// in target order (either output may be NULL).
+void engine_sum_per_sample(const int32_t *tsample, const float *v, size_t M, int n_samples,
+                           double *sums, int *counts);
 
 // Checks device.name and device.dtype values (for config validation).
 int engine_check_request(const DeviceRequest *req, Err *e);

@@ -131,6 +131,17 @@ static void ceu_soft(const ObjectiveParams *p, SoftSpec *spec) {
     *spec = (SoftSpec){0, -INFINITY, 1};
 }
 
+// RMU, representation misdirection (Li et al. 2024, "The WMDP Benchmark: Measuring and Reducing
+// Malicious Use With Unlearning", section 5; their rmu/unlearn.py, which open-unlearning's
+// src/trainer/unlearn/rmu.py borrows): at block L the forget tokens' hidden states are pushed
+// towards c * u, u uniform in [0, 1)^D then normalised (seeded), and the retain tokens' states
+// held at the frozen start model's: L = gamma * mean_i (sum_t mse(h_t, c u)) / n_i
+// + alpha * mean_i (sum_t mse(h_t, h_t^ref)) / n_i, mse the mean over the D features, the tokens t
+// the answer tokens (open-unlearning's labels != -100), only the mlp.down_proj weights of blocks
+// L-2..L trained (optim.train_only). Defaults: the WMDP code's (layer 7, steering 20, alpha 100);
+// open-unlearning's RMU.yaml says to tune them per model. No classifier runs: the forward stops
+// after block L and the backward starts there (train.c, engine forward_hidden).
+
 // Defaults: open-unlearning's configs/trainer/*.yaml (WGA: beta 1, alpha 1, gamma 1; SatImp:
 // beta1 5, beta2 1, alpha 1, gamma 0.1; both with the NLL retain term; UNDIAL: beta 10,
 // gamma 1, alpha 0; CE-U: gamma 1, no retain term, first answer token ignored).
@@ -162,6 +173,12 @@ static const Method methods[] = {
                 "each sample's first ignore_first targets left out",
      .beta = 0.1, .alpha = 0.0, .gamma = 1.0, .retain = RETAIN_NONE, .forget_soft = ceu_soft,
      .ignore_first = 1},
+    {.name = "rmu",
+     .summary = "RMU: L = gamma*mean_i mean_t |h_t - c u|^2/D + alpha*mean_i mean_t |h_t - "
+                "h_t^ref|^2/D, h_t the output of block method.layer at target token t, u a "
+                "seeded unit vector; trains the mlp.down_proj of blocks layer-2..layer",
+     .beta = 0.1, .alpha = 100.0, .gamma = 1.0, .retain = RETAIN_HIDDEN, .hidden = 1,
+     .layer = 7, .steering = 20.0},
     {.name = "idknll", .summary = "IdkNLL: L = gamma*NLL(F with refusal answers) + alpha*R",
      .beta = 0.1, .alpha = 1.0, .gamma = 1.0, .retain = RETAIN_NLL, .forget = idknll_sample},
     {.name = "idkdpo",
@@ -187,7 +204,7 @@ const Method *method_find(const char *name) {
 
 int method_unlearns(const Method *m) {
     return m->forget != NULL || m->forget_token != NULL || m->forget_pair != NULL ||
-           m->forget_soft != NULL;
+           m->forget_soft != NULL || m->hidden;
 }
 
 int method_soft_needs_reference(const Method *m, const ObjectiveParams *p) {

@@ -10,13 +10,17 @@
 #include "errors.h"
 #include "llama.h"
 
-typedef enum { RETAIN_NONE = 0, RETAIN_NLL = 1, RETAIN_KL = 2 } RetainLoss;
+// The retain term: NLL, KL to the start model, or (RETAIN_HIDDEN, RMU's) the mean squared error
+// of the hidden states at method.layer to the start model's.
+typedef enum { RETAIN_NONE = 0, RETAIN_NLL = 1, RETAIN_KL = 2, RETAIN_HIDDEN = 3 } RetainLoss;
 
 typedef struct {
     double beta, alpha, gamma, delta;
     RetainLoss retain;
     double beta2;     // SatImp's second exponent
     int ignore_first; // soft-target forget terms: each sample's first n targets left out
+    int layer;        // hidden-state terms (RMU): the block whose output they see
+    double steering;  // RMU: the length c of the forget states' target c * u
 } ObjectiveParams;
 
 // Normalisers of one optimizer step's effective batch, known from the data before any forward:
@@ -60,6 +64,11 @@ typedef struct {
     int task_vector;         // the steps fine-tune on F; the result is theta0 - gamma (theta - theta0)
     ForgetSoftFn forget_soft; // per-target soft-target forget term, or NULL
     int ignore_first;        // default method.ignore_first (soft-target terms)
+    // RMU: the forget term is the hidden-state MSE to the control vector c * u at method.layer
+    // (train.c), per sample the mean over its targets, then the mean over the samples
+    int hidden;
+    int layer;               // default method.layer
+    double steering;         // default method.steering_coeff
 } Method;
 
 const Method *method_find(const char *name);

@@ -48,7 +48,7 @@ static const Key keys[] = {
     S("device.dtype", device_dtype, "bf16",
       "cuda: bf16 weights/activations (fp32 master, moments) | fp32 (to check against the CPU)"),
     S("method.name", method, "npo",
-      "ga | graddiff | npo | simnpo | wga | satimp | undial | ceu | idknll | idkdpo | "
+      "ga | graddiff | npo | simnpo | wga | satimp | undial | ceu | rmu | idknll | idkdpo | "
       "task_vector (finetune: finetune)"),
     F("method.beta", beta, "0.1", "inverse temperature (npo 0.1, simnpo 4.5)"),
     F("method.alpha", alpha, "1.0", "weight of the retain term"),
@@ -58,7 +58,11 @@ static const Key keys[] = {
     I("method.ignore_first", ignore_first, "0",
       "undial, ceu: each forget sample's first n answer tokens left out of the forget term "
       "(ceu 1)"),
-    S("method.retain_loss", retain_loss, "nll", "nll | kl | none"),
+    I("method.layer", layer, "7",
+      "rmu: the block (0-based) whose output the hidden-state terms see; the default "
+      "optim.train_only is the mlp.down_proj of blocks layer-2..layer"),
+    F("method.steering_coeff", steering, "20", "rmu: length c of the forget states' target c*u"),
+    S("method.retain_loss", retain_loss, "nll", "nll | kl | hidden (rmu) | none"),
     S("optim.name", optimizer, "adamw", "adamw | sgd"),
     F("optim.lr", lr, "1e-5", "peak learning rate"),
     F("optim.weight_decay", weight_decay, "0.01", "decoupled weight decay (not norms, biases)"),
@@ -339,13 +343,35 @@ int run_config_finish(RunConfig *c, const char *command, Err *e) {
     if (!is_set(c, "method.delta")) c->delta = m->delta;
     if (!is_set(c, "method.beta2")) c->beta2 = m->beta2;
     if (!is_set(c, "method.ignore_first")) c->ignore_first = m->ignore_first;
+    if (!is_set(c, "method.layer")) c->layer = m->layer;
+    if (!is_set(c, "method.steering_coeff")) c->steering = m->steering;
     if (!is_set(c, "method.retain_loss"))
         snprintf(c->retain_loss, sizeof c->retain_loss, "%s",
-                 m->retain == RETAIN_KL ? "kl" : m->retain == RETAIN_NLL ? "nll" : "none");
+                 m->retain == RETAIN_KL       ? "kl"
+                 : m->retain == RETAIN_NLL    ? "nll"
+                 : m->retain == RETAIN_HIDDEN ? "hidden"
+                                              : "none");
     if (strcmp(c->retain_loss, "nll") && strcmp(c->retain_loss, "kl") &&
-        strcmp(c->retain_loss, "none"))
-        return err_set(e, "method.retain_loss must be nll, kl or none (got '%s')",
+        strcmp(c->retain_loss, "hidden") && strcmp(c->retain_loss, "none"))
+        return err_set(e, "method.retain_loss must be nll, kl, hidden or none (got '%s')",
                        c->retain_loss);
+    if (m->hidden && (c->layer < 0 || c->layer > 100000))
+        return err_set(e, "method.layer must be a block index >= 0 (got %lld)",
+                       (long long)c->layer);
+    if (m->hidden && !(c->steering > 0))
+        return err_set(e, "method.steering_coeff must be positive");
+    if (!m->hidden && strcmp(c->retain_loss, "hidden") == 0)
+        return err_set(e, "method.retain_loss hidden is RMU's (the hidden states at "
+                          "method.layer); method %s takes nll, kl or none",
+                       m->name);
+    // RMU trains the down projections of blocks layer-2..layer unless told otherwise.
+    if (m->hidden && !is_set(c, "optim.train_only")) {
+        int n = 0;
+        for (int64_t l = c->layer >= 2 ? c->layer - 2 : 0; l <= c->layer; l++)
+            n += snprintf(c->train_only + n, sizeof c->train_only - (size_t)n,
+                          "%smodel.layers.%lld.mlp.down_proj.weight", n ? "," : "",
+                          (long long)l);
+    }
     if (strcmp(c->out_dtype, "same") && strcmp(c->out_dtype, "float32") &&
         strcmp(c->out_dtype, "bfloat16") && strcmp(c->out_dtype, "float16"))
         return err_set(e, "output.dtype must be same, float32, bfloat16 or float16 (got '%s')",

@@ -205,6 +205,7 @@ typedef struct {
     int have_retain, have_eval_forget, have_eval_retain, have_alt;
     double *ref_sums; // cached s_i^ref of the anchor set (NPO family); paired methods: then the
                       // alt set's, (2 anchor.n_samples) in all
+    float *control;   // rmu: the forget states' target c * u (hidden_size floats)
     float *weights;   // per-target weights of one micro-batch
     size_t cap_weights;
     double *s;        // per-sample sums of one micro-batch
@@ -337,7 +338,20 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
             done += take;
             continue;
         }
-        if (soft) {
+        if ((kind == 0 && r->method->hidden) || (kind == 1 && r->op.retain == RETAIN_HIDDEN)) {
+            // RMU: per sample the mean of its targets' mse, then the mean over the samples.
+            const float *target = kind == 0 ? r->control : NULL; // NULL: the start model's
+            if (r->engine->ops->forward_hidden(r->engine, &b, r->op.layer, target, r->s, r->n, e))
+                return -1;
+            const double scale = (kind == 0 ? r->op.gamma : r->op.alpha) / (double)count;
+            const size_t M = r->engine->ops->n_targets(r->engine);
+            const int32_t *ts = r->engine->ops->target_sample(r->engine);
+            for (size_t j = 0; j < M; j++) r->weights[j] = (float)(scale / r->n[ts[j]]);
+            for (int k = 0; k < take; k++) {
+                const double part = r->n[k] > 0 ? scale * r->s[k] / r->n[k] : 0.0;
+                *(kind == 0 ? &st->forget_loss : &st->retain_loss) += part;
+            }
+        } else if (soft) {
             SoftSpec spec;
             r->method->forget_soft(&r->op, &spec);
             if (r->engine->ops->forward_soft(r->engine, &b, &spec, r->s, r->n, e)) return -1;
@@ -479,6 +493,7 @@ static void remove_stale_temporaries(const char *dir) {
 
 static void run_free(Run *r) {
     engine_close(r->engine);
+    free(r->control);
     llama_free(&r->model);
     dataset_free(&r->anchor);
     if (r->have_retain) dataset_free(&r->retain);
@@ -518,7 +533,8 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
                               strcmp(c->retain_loss, "kl") == 0    ? RETAIN_KL
                               : strcmp(c->retain_loss, "nll") == 0 ? RETAIN_NLL
                                                                    : RETAIN_NONE,
-                              c->beta2, (int)c->ignore_first};
+                              c->beta2, (int)c->ignore_first, (int)c->layer, c->steering};
+    if (strcmp(c->retain_loss, "hidden") == 0) r->op.retain = RETAIN_HIDDEN;
     if (c->alpha == 0) r->op.retain = RETAIN_NONE;
     const int finetune = !method_unlearns(r->method);
     char *config_yaml = run_config_to_yaml(c);
@@ -541,6 +557,31 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
     }
     // ---- model, data
     if (llama_load_file(&r->model, c->model, e)) goto done;
+    if (r->method->hidden || r->op.retain == RETAIN_HIDDEN) {
+        const int L = r->model.cfg.num_hidden_layers, D = r->model.cfg.hidden_size;
+        if (r->op.layer >= L) {
+            err_set(e, "method.layer %d is not a block of %s (it has %d: 0 to %d); set "
+                       "method.layer (RMU's reference recipes take a block about a quarter deep)",
+                    r->op.layer, c->model, L, L - 1);
+            goto done;
+        }
+        // u uniform in [0, 1)^D, normalised, times c (the WMDP code's torch.rand), seeded by the
+        // run's seed so that a resumed run has the same vector.
+        r->control = malloc((size_t)D * sizeof(float));
+        if (!r->control) {
+            err_set(e, "out of memory");
+            goto done;
+        }
+        Rng rng;
+        rng_seed(&rng, (uint64_t)c->seed ^ 0x524D55u); // "RMU"
+        double norm2 = 0.0;
+        for (int d = 0; d < D; d++) {
+            r->control[d] = rng_uniform(&rng);
+            norm2 += (double)r->control[d] * r->control[d];
+        }
+        for (int d = 0; d < D; d++)
+            r->control[d] = (float)(r->op.steering * r->control[d] / sqrt(norm2));
+    }
     {
         int nd;
         int64_t shape[CKPT_MAX_DIMS];
@@ -595,7 +636,8 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
     // The KL retain term's reference is the start model: the engine keeps a frozen copy now.
     const DeviceRequest dev = {c->device, c->device_dtype};
     if (engine_open(&r->engine, &dev, &r->model, &r->opt,
-                    r->op.retain == RETAIN_KL || method_soft_needs_reference(r->method, &r->op),
+                    r->op.retain == RETAIN_KL || r->op.retain == RETAIN_HIDDEN ||
+                        method_soft_needs_reference(r->method, &r->op),
                     (uint64_t)c->seed, e))
         goto done;
     snprintf(g_last_device, sizeof g_last_device, "%s", r->engine->description);

@@ -246,6 +246,7 @@ METHODS = {"ga": (0.1, 0.0, 1.0, 0.0), "graddiff": (0.1, 1.0, 1.0, 0.0),
            "idknll": (0.1, 1.0, 1.0, 0.0), "idkdpo": (0.1, 1.0, 1.0, 0.0),
            "task_vector": (0.1, 0.0, 1.0, 0.0),  # its steps fine-tune on the forget batch
            "undial": (10.0, 0.0, 1.0, 0.0), "ceu": (0.1, 0.0, 1.0, 0.0),
+           "rmu": (0.1, 100.0, 1.0, 0.0),
            "finetune": (0.1, 0.0, 1.0, 0.0)}
 SATIMP_BETA2 = 1.0
 
@@ -255,6 +256,38 @@ def soft_target_ce(logits, q_logits, labels):
     F.cross_entropy with a probability target, mean over the rows."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                            F.softmax(q_logits.reshape(-1, q_logits.shape[-1]), dim=-1))
+
+
+# RMU (open-unlearning's rmu.py, from the WMDP code): hidden states by a forward hook on one
+# block during a full forward (its forward_with_cache), only the mlp.down_proj weights of blocks
+# L-2..L trained, the block as deep as lethe bench takes it (bench_rmu_layer: 7 of 32).
+RMU_STEERING = 20.0
+
+
+def rmu_layer(c):
+    return c["num_hidden_layers"] * 7 // 32
+
+
+def blocks(model):
+    return model.model.layers if hasattr(model, "model") else model.layers
+
+
+def rmu_trained(model, layer):
+    down = [(b.mlp if hasattr(b, "mlp") else b).down_proj.weight for b in blocks(model)]
+    return down[max(0, layer - 2):layer + 1]
+
+
+def forward_with_cache(model, mean_nll, tokens, layer):
+    cache = []
+    handle = blocks(model)[layer].register_forward_hook(
+        lambda mod, inp, out: cache.append(out[0] if isinstance(out, tuple) else out))
+    mean_nll(model, tokens)  # the whole model, as model(**inputs) with labels there
+    handle.remove()
+    return cache[0]
+
+
+def activation_loss(a, b):  # compute_activation_loss with every position a target
+    return ((a - b) ** 2).mean(-1).sum(-1).div(a.shape[1]).mean()
 
 
 def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing, token_logp=None,
@@ -303,6 +336,19 @@ def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing, tok
         q = logits.detach().clone()
         q.scatter_(-1, forget[:, 2:].unsqueeze(-1), float("-inf"))
         loss = gamma * soft_target_ce(logits, q, forget[:, 2:])
+    elif method == "rmu":
+        layer = rmu_layer(model.config.to_dict() if hasattr(model, "config") else model.c)
+        h = forward_with_cache(model, mean_nll, forget, layer)
+        if "control" not in timing:
+            u = torch.rand(1, 1, h.shape[-1], device=h.device)
+            timing["control"] = u / torch.norm(u) * RMU_STEERING
+        forget_loss = activation_loss(h, timing["control"].to(h.dtype).expand_as(h))
+        h_r = forward_with_cache(model, mean_nll, retain, layer)
+        t0 = clock()
+        with torch.no_grad():
+            h_ref = forward_with_cache(ref, mean_nll, retain, layer)
+        timing["ref"] = clock() - t0
+        return gamma * forget_loss + alpha * activation_loss(h_r, h_ref.to(h_r.dtype))
     elif method == "simnpo":
         n = forget.shape[1] - 1  # every token after the first is a target
         loss = gamma * (-2.0 / beta) * F.logsigmoid(beta * (-sums(model, forget) / n - delta)).mean()
@@ -350,21 +396,28 @@ def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, st
     reference forward alone), bwd, opt (clip + AdamW)."""
     import copy
     ref = None
-    if method in ("npo", "idkdpo", "undial"):
+    if method in ("npo", "idkdpo", "undial", "rmu"):
         ref = copy.deepcopy(model).eval()
         for p in ref.parameters():
             p.requires_grad_(False)
+    if method == "rmu":  # the optimizer holds the trained tensors only (rmu.py create_optimizer)
+        c = model.config.to_dict() if hasattr(model, "config") else model.c
+        trained = {id(w) for w in rmu_trained(model, rmu_layer(c))}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in trained)
     opt, opt_kind = make_adamw(model)
     params = [p for p in model.parameters() if p.requires_grad]
     fwd, refs, bwd, upd, step, loss = [], [], [], [], [], float("nan")
+    control = {}  # rmu's fixed random vector, drawn at the first step
     for i in range(warmup + steps):
-        timing = {"ref": 0.0}
+        timing = {"ref": 0.0, **control}
         t0 = clock()
         opt.zero_grad()
         with autocast():
             out = unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing,
                                token_logp, alt, logits_fn)
         t1 = clock()
+        control = {k: v for k, v in timing.items() if k == "control"}
         out.backward()
         t2 = clock()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -377,6 +430,8 @@ def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, st
             bwd.append(t2 - t1)
             upd.append(t3 - t2)
             step.append(t3 - t0)
+    for p in model.parameters():  # the next method trains every tensor again
+        p.requires_grad_(True)
     med = statistics.median
     return {"median_ms": 1e3 * med(step), "mean_ms": 1e3 * statistics.mean(step),
             "fwd_ms": 1e3 * med(fwd), "ref_ms": 1e3 * med(refs), "bwd_ms": 1e3 * med(bwd),

@@ -19,6 +19,13 @@ typedef struct {
     float *m, *v;            // (n_params) Adam moments on the device, NULL without optimizer
     double *norm_partial;    // (CUDA_GRAD_NORM_SLOTS)
     double *norm;            // (1) the last grad_norm, read by the update's clipping
+    // the last forward_hidden's head (hidden_layer -1: none): the target (the reference's rows,
+    // or the caller's vector copied to target_vec), per-target mse and the backward's weights
+    int hidden_layer, lowest_block, with_vec;
+    const void *target_rows;
+    float *target_vec, *mse, *weight; // device: (D), (cap_rows), (cap_rows)
+    float *h_mse;                     // host (cap_rows)
+    size_t cap_rows;
 } CudaEngine;
 
 static CudaEngine *cu(Engine *g) {
@@ -35,12 +42,66 @@ static uint64_t tensor_seed(uint64_t seed, int tensor) {
 }
 
 static int e_forward(Engine *g, const Batch *b, double *s, int *n, Err *e) {
+    cu(g)->hidden_layer = -1;
     return llama_cuda_forward(cu(g)->model, b, s, n, e);
+}
+
+static int hidden_buffers(CudaEngine *c, size_t M, int D, Err *e) {
+    if (!c->target_vec) CUDA_TRY(e, cudaMalloc((void **)&c->target_vec, (size_t)D * sizeof(float)));
+    if (M <= c->cap_rows) return 0;
+    cudaFree(c->mse);
+    cudaFree(c->weight);
+    free(c->h_mse);
+    c->mse = c->weight = NULL;
+    c->h_mse = NULL;
+    c->cap_rows = 0;
+    const size_t cap = M + M / 4;
+    CUDA_TRY(e, cudaMalloc((void **)&c->mse, cap * sizeof(float)));
+    CUDA_TRY(e, cudaMalloc((void **)&c->weight, cap * sizeof(float)));
+    c->h_mse = malloc(cap * sizeof(float));
+    if (!c->h_mse) return err_set(e, "out of memory for %zu hidden rows", cap);
+    c->cap_rows = cap;
+    return 0;
+}
+
+static int e_forward_hidden(Engine *g, const Batch *b, int layer, const float *target,
+                            double *mse_sum, int *n, Err *e) {
+    CudaEngine *c = cu(g);
+    c->hidden_layer = -1;
+    const void *rows_ref = NULL;
+    if (!target) {
+        if (!c->ref) return err_set(e, "forward_hidden: the engine was opened without a reference");
+        if (llama_cuda_forward_hidden(c->ref, b, layer, e)) return -1; // synchronised
+        rows_ref = llama_cuda_hidden_rows(c->ref);
+    }
+    if (llama_cuda_forward_hidden(c->model, b, layer, e)) return -1;
+    const size_t M = llama_cuda_n_targets(c->model);
+    const int D = g->model->cfg.hidden_size;
+    if (hidden_buffers(c, M, D, e)) return -1;
+    cudaStream_t st = (cudaStream_t)c->buf.stream;
+    if (target)
+        CUDA_TRY(e, cudaMemcpyAsync(c->target_vec, target, (size_t)D * sizeof(float),
+                                    cudaMemcpyHostToDevice, st));
+    if (M > 0) {
+        CUDA_TRY(e, cuda_rows_mse_forward(c->mse, llama_cuda_hidden_rows(c->model), rows_ref,
+                                          target ? c->target_vec : NULL, M, D, c->buf.dtype,
+                                          c->buf.stream));
+        CUDA_TRY(e, cudaMemcpyAsync(c->h_mse, c->mse, M * sizeof(float), cudaMemcpyDeviceToHost,
+                                    st));
+    }
+    CUDA_TRY(e, cudaStreamSynchronize(st));
+    engine_sum_per_sample(llama_cuda_target_sample(c->model), c->h_mse, M, b->n_samples, mse_sum,
+                          n);
+    c->hidden_layer = layer;
+    c->target_rows = rows_ref;
+    c->with_vec = target != NULL;
+    return 0;
 }
 
 static int e_forward_soft(Engine *g, const Batch *b, const SoftSpec *spec, double *loss, int *n,
                           Err *e) {
     CudaEngine *c = cu(g);
+    c->hidden_layer = -1;
     if (!spec->from_reference)
         return llama_cuda_forward_soft(c->model, b, spec, NULL, loss, n, e);
     if (!c->ref) return err_set(e, "forward_soft: the engine was opened without a reference");
@@ -56,13 +117,26 @@ static const float *e_target_logprob(const Engine *g) {
     return llama_cuda_target_logprob(cu_c(g)->model);
 }
 static const float *e_target_loss(const Engine *g) {
-    return llama_cuda_target_loss(cu_c(g)->model);
+    const CudaEngine *c = cu_c(g);
+    return c->hidden_layer >= 0 ? c->h_mse : llama_cuda_target_loss(c->model);
 }
 static int e_target_stats(Engine *g, uint8_t *a, float *mu, float *var, Err *e) {
     return llama_cuda_target_stats(cu(g)->model, a, mu, var, e);
 }
 static int e_backward(Engine *g, const float *w, Err *e) {
-    return llama_cuda_backward(cu(g)->model, w, e);
+    CudaEngine *c = cu(g);
+    if (c->hidden_layer < 0) return llama_cuda_backward(c->model, w, e);
+    const size_t M = llama_cuda_n_targets(c->model);
+    void *dh = llama_cuda_hidden_grad_buffer(c->model);
+    if (M > 0) {
+        cudaStream_t st = (cudaStream_t)c->buf.stream;
+        CUDA_TRY(e, cudaMemcpyAsync(c->weight, w, M * sizeof(float), cudaMemcpyHostToDevice, st));
+        CUDA_TRY(e, cuda_rows_mse_backward(dh, llama_cuda_hidden_rows(c->model), c->target_rows,
+                                           c->with_vec ? c->target_vec : NULL, c->weight, M,
+                                           g->model->cfg.hidden_size, c->buf.dtype,
+                                           c->buf.stream));
+    }
+    return llama_cuda_backward_hidden(c->model, dh, c->lowest_block, e);
 }
 static int e_zero_grads(Engine *g, Err *e) { return llama_cuda_zero_grads(cu(g)->model, e); }
 
@@ -175,12 +249,17 @@ static void e_destroy(Engine *g) {
     cudaFree(c->v);
     cudaFree(c->norm_partial);
     cudaFree(c->norm);
+    cudaFree(c->target_vec);
+    cudaFree(c->mse);
+    cudaFree(c->weight);
+    free(c->h_mse);
     free(c);
 }
 
 static const EngineOps cuda_ops = {
     .forward = e_forward,
     .forward_soft = e_forward_soft,
+    .forward_hidden = e_forward_hidden,
     .n_targets = e_n_targets,
     .target_sample = e_target_sample,
     .target_logprob = e_target_logprob,
@@ -244,6 +323,8 @@ int engine_cuda_open(Engine **out, LlamaModel *model, Optimizer *opt, int with_r
     if (!c) return err_set(e, "out of memory");
     c->base = (Engine){&cuda_ops, ENGINE_CUDA, "", model, opt, seed};
     c->decoder = (GenDecoder){dec_reserve, dec_decode};
+    c->hidden_layer = -1;
+    c->lowest_block = engine_lowest_trained_block(model, opt);
     if (llama_cuda_create(&c->model, model, dtype, e) ||
         (with_ref && llama_cuda_create_frozen(&c->ref, model, dtype, e))) {
         e_destroy(&c->base);

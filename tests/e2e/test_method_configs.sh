@@ -28,6 +28,8 @@ for cfg in "$repo"/configs/methods/*.yaml; do
   grep -q "^  $name " <<<"$help" || fail "lethe unlearn --help does not list $name"
   forget="$work/forget.h5"; [ "$name" = idknll ] && forget="$work/forget_idk.h5"
   alt=(); [ "$name" = idkdpo ] && alt=(data.forget_alt="$work/forget_idk.h5")
+  # stories260K has 5 blocks: rmu's default block 7 is not one (its error is tested below)
+  [ "$name" = rmu ] && alt=(method.layer=2)
   "$lethe" unlearn "$cfg" model="$m" data.forget="$forget" data.retain="$work/retain.h5" \
     "${alt[@]}" out="$work/$name" train.max_steps=2 train.batch_size=8 --device cpu \
     >"$work/$name.log" 2>&1 ||
@@ -43,7 +45,29 @@ print(f"ok: {sys.argv[2]:9s} 2 steps, loss {lines[0]['loss']:.4f} -> {lines[1]['
 PY
   n=$((n + 1))
 done
-[ "$n" -ge 9 ] || fail "only $n method configs"
+[ "$n" -ge 12 ] || fail "only $n method configs"
+# rmu trains only the down projections of blocks layer-2..layer by default, and says when its
+# block is not one of the model's
+$py - "$m" "$work/rmu/model.h5" <<'PY' || fail "rmu: trained tensors"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
+changed = []
+def visit(name, obj):
+    if isinstance(obj, h5py.Dataset) and name in b and obj.ndim >= 1 and obj.dtype.kind == "f":
+        if not np.array_equal(obj[()], b[name][()]):
+            changed.append(name.replace("/", "."))  # HDF5 groups: model/layers/0/...
+a.visititems(visit)
+want = {f"model.layers.{l}.mlp.down_proj.weight" for l in (0, 1, 2)}
+assert set(changed) == want, changed
+print(f"ok: rmu changed exactly {sorted(changed)}")
+PY
+if "$lethe" unlearn "$repo/configs/methods/rmu.yaml" model="$m" data.forget="$work/forget.h5" \
+    data.retain="$work/retain.h5" out="$work/rmu_bad" train.max_steps=1 --device cpu \
+    >"$work/rmu_bad.log" 2>&1; then
+  fail "rmu with method.layer 7 on a 5-block model ran"
+fi
+grep -q "method.layer 7 is not a block of" "$work/rmu_bad.log" ||
+  { cat "$work/rmu_bad.log"; fail "rmu: no clear error for a missing block"; }
 # task_vector keeps its fine-tuned copy and names both steps in the result's provenance
 [ -s "$work/task_vector/finetuned.h5" ] || fail "task_vector: no finetuned.h5"
 "$lethe" info "$work/task_vector/model.h5" | grep -q "task_vector_scale *1$" ||

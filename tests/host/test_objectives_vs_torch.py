@@ -16,6 +16,13 @@
 #            from the frozen start model, detached (mean over the forget targets)
 #   ceu      L = gamma * mean_t H(q_t, p_t) + alpha * R, q_t = softmax(z_t with z_t[y_t] = -inf),
 #            detached, the mean over each sample's targets after its first ignore_first
+#   rmu      L = gamma * mean_i (sum_t |h_t - c u|^2 / D) / n_i
+#              + alpha * mean_i (sum_t |h_t - h0_t|^2 / D) / n_i over the retain batch,
+#            h_t the residual stream after block `layer` at target token t, taken from a FULL
+#            forward (lethe's stops after that block: equal results show the early stop exact),
+#            h0 the frozen start model's, u lethe's seeded uniform vector normalised (the
+#            generator re-implemented here), a sample without targets adding 0 to the mean;
+#            only the trained tensors move (default: mlp.down_proj of blocks layer-2..layer)
 #   idknll   L = gamma * NLL(F) + alpha * R (F holds the refusal answers: a descent on it)
 #   idkdpo   L = gamma * (-(2/beta) mean_i log sigmoid(beta ((s_w,i - s_w,i^ref) - (s_i - s_i^ref))))
 #            + alpha * R, s_w,i: sample i of the alternate (preferred) set; the torch side
@@ -130,6 +137,17 @@ CASES = [
     ("ceu_tied_sgd_defaults", "mqa_tied_bias", "unlearn", {"name": "ceu"}, SGD_SOFT),
     ("ceu_untied_adamw_clip", "gqa_untied_bias", "unlearn",
      {"name": "ceu", "gamma": 8.0, "ignore_first": 0}, ADAMW),
+    ("rmu_untied_sgd", "gqa_untied_bias", "unlearn",
+     {"name": "rmu", "layer": 1, "steering_coeff": 3.0, "alpha": 2.0, "gamma": 1.5}, SGD),
+    ("rmu_tied_sgd_layer0", "mqa_tied_bias", "unlearn",
+     {"name": "rmu", "layer": 0, "steering_coeff": 2.0, "alpha": 5.0}, SGD),
+    # the gradient through attention, norms and the embedding to the hidden-state loss
+    ("rmu_untied_sgd_block0_embed", "gqa_untied_bias", "unlearn",
+     {"name": "rmu", "layer": 1, "steering_coeff": 3.0, "alpha": 2.0},
+     dict(SGD, lr=0.02, train_only=["model.layers.0.", "model.embed_tokens.weight",
+                                    "model.layers.1.mlp.down_proj.weight"])),
+    ("rmu_tied_adamw_clip_defaults", "mqa_tied_bias", "unlearn", {"name": "rmu", "layer": 1},
+     ADAMW),
 ]
 
 # The issue's defaults (public benchmark recipes): beta, alpha, gamma, delta, retain_loss.
@@ -145,7 +163,69 @@ METHOD_DEFAULTS = {
     "task_vector": (0.1, 0.0, 1.0, 0.0, "none"),
     "undial": (10.0, 0.0, 1.0, 0.0, "nll"),
     "ceu": (0.1, 0.0, 1.0, 0.0, "none"),
+    "rmu": (0.1, 100.0, 1.0, 0.0, "hidden"),
 }
+RMU_STEERING_DEFAULT = 20.0
+
+
+def lethe_uniforms(seed, n):
+    """rng_uniform of host/rng.c: xoshiro256** seeded by splitmix64, 24-bit floats."""
+    M = (1 << 64) - 1
+    x, s = seed & M, []
+    for _ in range(4):
+        x = (x + 0x9E3779B97F4A7C15) & M
+        z = x
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
+        s.append(z ^ (z >> 31))
+    rotl = lambda v, k: ((v << k) | (v >> (64 - k))) & M
+    out = []
+    for _ in range(n):
+        result = (rotl((s[1] * 5) & M, 7) * 9) & M
+        t = (s[1] << 17) & M
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = rotl(s[3], 45)
+        out.append(np.float32(result >> 40) * np.float32(1.0 / 16777216.0))
+    return np.array(out, dtype=np.float32)
+
+
+def rmu_control(seed, D, c):
+    """train.c's control vector c * u / |u|, u from rng_seed(seed ^ "RMU"), as float32."""
+    u = lethe_uniforms(seed ^ 0x524D55, D)
+    norm = math.sqrt(sum(float(v) * float(v) for v in u))
+    return torch.tensor(np.array([np.float32(c * float(v) / norm) for v in u]),
+                        dtype=torch.float64)
+
+
+def hidden_mse_sums(cfg, p, data, layer, target):
+    """Per sample: the sum over its targets of mean_d (h_t - y_t)^2 with h_t the residual stream
+    after block `layer` at the target token's position (from a full forward), y_t the vector
+    `target` or (a callable) its row of another model's states; and the target count."""
+    tokens, offsets, mask = data
+    sums, counts = [], []
+    for s in range(len(offsets) - 1):
+        a, b = int(offsets[s]), int(offsets[s + 1])
+        m = torch.tensor(mask[a + 1:b].astype(bool))
+        if b - a < 2 or not m.any():
+            sums.append(torch.zeros((), dtype=torch.float64))
+            counts.append(0)
+            continue
+        toks = [int(t) for t in tokens[a:b]]
+        states = []
+        tl.forward_logprobs(cfg, p, toks, states)
+        h = states[layer][1:][m]  # the target tokens' own positions
+        y = target(toks)[1:][m] if callable(target) else target
+        sums.append(((h - y) ** 2).mean(-1).sum())
+        counts.append(int(m.sum()))
+    return sums, counts
+
+
+def rmu_term(sums, counts):
+    return sum(s / n for s, n in zip(sums, counts) if n > 0) / len(counts)
 BETA2_DEFAULTS = {"satimp": 1.0}  # method.beta2, SatImp's exponent of (1 - p_t)
 IGNORE_FIRST_DEFAULTS = {"ceu": 1}  # method.ignore_first
 
@@ -228,16 +308,30 @@ def soft_target_ce(cfg, p, p0, data, kind, beta, ignore_first):
 
 def torch_loss(kind, mp, cfg, p, p0, forget, retain, alt):
     """Loss and the metrics lethe logs for one step (every sample of both sets)."""
+    met = {}
+    if kind == "rmu":  # no classifier: no NLL metrics
+        layer, control = mp[7]
+        forget_loss = mp[2] * rmu_term(*hidden_mse_sums(cfg, p, forget, layer, control))
+
+        def ref_states(toks):
+            with torch.no_grad():
+                states = []
+                tl.forward_logprobs(cfg, p0, toks, states)
+                return states[layer]
+        R = rmu_term(*hidden_mse_sums(cfg, p, retain, layer, ref_states))
+        met["forget_loss"] = forget_loss
+        met["retain_loss"] = mp[1] * R
+        met["loss"] = forget_loss + mp[1] * R
+        return met["loss"], met, None
     s, n = tl.sample_sums(cfg, p, *forget)
     S, N = torch.stack(s), torch.tensor(n, dtype=torch.float64)
     nll_f = -S.sum() / N.sum()
-    met = {}
     if kind == "finetune":
         met["train_loss"] = nll_f
         met["train_nll"] = nll_f
         met["loss"] = nll_f
         return nll_f, met, None
-    beta, alpha, gamma, delta, retain_loss, beta2, ignore_first = mp
+    beta, alpha, gamma, delta, retain_loss, beta2, ignore_first, rmu = mp
     extra = None
     if kind in ("ga", "graddiff"):
         forget_loss = gamma * (-nll_f)
@@ -290,11 +384,18 @@ def torch_loss(kind, mp, cfg, p, p0, forget, retain, alt):
     return loss, met, extra
 
 
-def torch_run(case_kind, mp, opt, cfg, w0, forget, retain, alt):
-    """Two optimizer steps in float64; returns final params and per-step metrics."""
-    p = {k: v.detach().clone().requires_grad_(True) for k, v in w0.items()}
+def trained_names(names, patterns):
+    """The tensors optim.train_only's patterns select (substrings of the name)."""
+    return {k for k in names if any(pat in k for pat in patterns)}
+
+
+def torch_run(case_kind, mp, opt, cfg, w0, forget, retain, alt, trained=None):
+    """Two optimizer steps in float64; returns final params and per-step metrics. trained: the
+    only tensors that train (None: all)."""
+    p = {k: v.detach().clone().requires_grad_(trained is None or k in trained)
+         for k, v in w0.items()}
     p0 = {k: v.detach().clone() for k, v in w0.items()}
-    names = sorted(p)
+    names = sorted(k for k in p if p[k].requires_grad)
     params = [p[k] for k in names]
     if opt["name"] == "sgd":
         o = torch.optim.SGD(params, lr=opt["lr"])
@@ -356,6 +457,7 @@ def write_config(path, case, model, forget, retain, out, method, opt, alt=None):
         lines += ["method:"]
         lines += [f"  {k}: {v}" for k, v in method.items()]
     lines += ["optim:", f"  name: {opt['name']}", f"  weight_decay: {opt['weight_decay']}",
+              *([f"  train_only: [{', '.join(opt['train_only'])}]"] if "train_only" in opt else []),
               f"  grad_clip: {opt['grad_clip']}", "  schedule: constant", "  warmup_steps: 0",
               "  warmup_epochs: 0",
               "train:", f"  max_steps: {STEPS}", f"  batch_size: {BATCH}",
@@ -401,7 +503,12 @@ def main():
                   float(method.get("gamma", g)), float(method.get("delta", d)),
                   method.get("retain_loss", r),
                   float(method.get("beta2", BETA2_DEFAULTS.get(kind, 0.0))),
-                  int(method.get("ignore_first", IGNORE_FIRST_DEFAULTS.get(kind, 0))))
+                  int(method.get("ignore_first", IGNORE_FIRST_DEFAULTS.get(kind, 0))),
+                  None)
+            if kind == "rmu":
+                layer = int(method["layer"])
+                mp = mp[:7] + ((layer, rmu_control(5, cfg["hidden_size"], float(
+                    method.get("steering_coeff", RMU_STEERING_DEFAULT)))),)
         out = os.path.join(work, cname)
         yaml_path = os.path.join(work, cname + ".yaml")
         train_data = rpath if kind == "finetune" else fpath  # finetune: a set with an empty sample
@@ -413,7 +520,14 @@ def main():
         _, w_lethe = tl.read_checkpoint(os.path.join(out, "model.h5"))
 
         t_data = retain if kind == "finetune" else forget
-        w_torch, want_steps, extras = torch_run(kind, mp, opt, cfg, w0, t_data, retain, alt)
+        trained = None
+        if kind == "rmu":
+            layer = mp[7][0]
+            trained = trained_names(w0, opt.get("train_only", [
+                f"model.layers.{l}.mlp.down_proj.weight" for l in range(max(0, layer - 2),
+                                                                         layer + 1)]))
+        w_torch, want_steps, extras = torch_run(kind, mp, opt, cfg, w0, t_data, retain, alt,
+                                                trained)
         if kind == "task_vector":
             w_torch = {k: w0[k] - mp[2] * (w_torch[k] - w0[k]) for k in w_torch}
 
@@ -426,6 +540,10 @@ def main():
         worst_name = ""
         for k in sorted(set(w_lethe) & set(w_torch)):
             a, b, z = (x.detach().numpy() for x in (w_lethe[k], w_torch[k], w0[k]))
+            if trained is not None and k not in trained:  # frozen: lethe must not move it
+                if not np.array_equal(a, z):
+                    errs.append(f"{k}: frozen, but lethe changed it")
+                continue
             if not np.linalg.norm(b - z) > 0:
                 errs.append(f"{k}: torch's update is zero; the case tests nothing")
                 continue

@@ -45,8 +45,10 @@ def rope(x, theta):
     return x * cos + rotate_half(x) * sin
 
 
-def forward_logprobs(cfg, p, tokens):
-    """(T, V) log-softmax rows of one sample: row t is the distribution of token t+1."""
+def forward_logprobs(cfg, p, tokens, states=None):
+    """(T, V) log-softmax rows of one sample: row t is the distribution of token t+1. With a list
+    `states`, the residual stream after each block (T, D) is appended to it (a full forward, as
+    a forward hook on each decoder layer sees it)."""
     D, H, KV, hd = (cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
                     cfg["head_dim"])
     eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"]
@@ -74,6 +76,8 @@ def forward_logprobs(cfg, p, tokens):
         gate = h @ p[pre + "mlp.gate_proj.weight"].T
         up = h @ p[pre + "mlp.up_proj.weight"].T
         x = x + (torch.nn.functional.silu(gate) * up) @ p[pre + "mlp.down_proj.weight"].T
+        if states is not None:
+            states.append(x)
     x = rms_norm(x, p["model.norm.weight"], eps)
     head = p["lm_head.weight"] if "lm_head.weight" in p else p["model.embed_tokens.weight"]
     return (x @ head.T).log_softmax(-1)
