@@ -3,7 +3,8 @@
 # tools/demo.sh itself (with this build's lethe and its own output directory) and checks what it
 # shows: the target model learned the forget set (its forget NLL is below the gold-standard
 # model's, which never saw it); NPO raises the forget NLL past the gold standard's; the retain
-# NLL stays within 10% of the target's.
+# NLL stays within 10% of the target's. Then every method of configs/methods/ at the same budget
+# (tools/compare_methods.sh), compared in one evaluation.
 # usage: test_demo.sh LETHE SOURCE_DIR WORKDIR
 set -euo pipefail
 lethe="$1"; src="$2"; work="$3"
@@ -105,3 +106,23 @@ print("ok: the rendered report shows forget quality, PrivLeak and model utility 
 sys.exit(1 if missing else 0)
 PY
 echo "ok: eval.json, report.html and summary.txt written with the expected comparisons"
+
+# Every recipe of configs/methods/ at the demo's budget, side by side (tools/compare_methods.sh):
+# each one lowers the forget answers' probability below the target's, and the table has them all.
+LETHE="$lethe" bash "$src/tools/compare_methods.sh" "$work" "$work/methods" >"$work/methods.log" 2>&1 ||
+  { tail -30 "$work/methods.log"; fail "tools/compare_methods.sh"; }
+/usr/bin/python3 - "$work/methods/eval/eval.json" "$src/configs/methods" <<'PY' ||
+import json, math, os, sys
+v = json.load(open(sys.argv[1]))["values"]
+methods = sorted(f[:-5] for f in os.listdir(sys.argv[2]) if f.endswith(".yaml"))
+missing = [m for m in methods if m not in v]
+assert not missing, f"eval.json lacks {missing}"
+target = v["target"]["tofu.forget.prob"]
+for m in methods:
+    for k in ("tofu.forget_quality", "tofu.model_utility", "muse.verbmem_forget", "muse.privleak"):
+        assert math.isfinite(v[m][k]), f"{m}: {k} = {v[m][k]}"
+    p = v[m]["tofu.forget.prob"]
+    assert p < target, f"{m}: forget P {p:.4g} not below the target's {target:.4g}"
+print(f"ok: {len(methods)} methods compared; each one's forget P below the target's {target:.4g}")
+PY
+  fail "the method comparison"
