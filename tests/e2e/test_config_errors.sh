@@ -113,6 +113,12 @@ expect_fail retain_not_hdf5 "data.retain.*text.h5" "$good" data.retain="$work/te
 # Unknown method: the message lists the methods
 expect_fail unknown_method "method.name 'npoo' is not a method \(one of: .*ga.*graddiff.*npo.*simnpo" "$good" method.name=npoo
 expect_fail finetune_method "method.name finetune belongs to .lethe finetune." "$good" method.name=finetune
+# The soft-target and hidden-state methods' own keys
+expect_fail hidden_retain_not_rmu "method.retain_loss hidden is RMU's" "$good" method.retain_loss=hidden
+expect_fail rmu_negative_layer "method.layer must be a block index >= 0" "$good" method.name=rmu method.layer=-1
+expect_fail rmu_steering "method.steering_coeff must be positive" "$good" method.name=rmu method.layer=1 method.steering_coeff=0
+expect_fail rmu_layer_not_in_model "method.layer 5 is not a block of .*m.h5 \(it has 5: 0 to 4\)" "$good" method.name=rmu method.layer=5
+expect_fail ceu_ignore_first "method.ignore_first must be >= 0" "$good" method.name=ceu method.ignore_first=-2
 # Resume with another config: refused, with a message that says so
 expect_fail resume_other_override "written with another config" "$good" optim.lr=2e-3 --resume
 expect_fail resume_dir_other_override "written with another config" --resume "$out" train.max_steps=4
