@@ -26,6 +26,8 @@ static void usage(const char *command) {
                        (*m)->delta);
                 if ((*m)->beta2 != 0) printf("beta2 %g, ", (*m)->beta2);
                 if ((*m)->ignore_first != 0) printf("ignore_first %d, ", (*m)->ignore_first);
+                if ((*m)->forget_soft)
+                    printf("positions %s, ", (*m)->all_positions ? "all" : "answer");
                 if ((*m)->hidden)
                     printf("layer %d, steering_coeff %g, ", (*m)->layer, (*m)->steering);
                 printf("retain_loss %s\n", (*m)->retain == RETAIN_KL       ? "kl"

@@ -159,6 +159,7 @@ struct LlamaActs {
     // set by llama_forward_soft: the head's soft target (xref, wref owned by the reference)
     int soft;
     SoftTarget soft_target;
+    int32_t *qtargets; // (M) the soft target's rows' targets under a shift_mask (-1: none)
     float *soft_loss, *soft_gap; // (M) per-target loss of that head, and its lse gap
 };
 
@@ -174,6 +175,7 @@ void llama_acts_free(LlamaActs *a) {
     free(a->res);
     free(a->layer);
     free(a->targets);
+    free(a->qtargets);
     free(a->tsample);
     free(a->tpos);
     free(a->offsets);
@@ -206,6 +208,7 @@ static int acts_reserve(LlamaActs *a, const ModelConfig *c, size_t N, int n_samp
     free(a->res);
     free(a->layer);
     free(a->targets);
+    free(a->qtargets);
     free(a->tsample);
     free(a->tpos);
     free(a->offsets);
@@ -213,10 +216,12 @@ static int acts_reserve(LlamaActs *a, const ModelConfig *c, size_t N, int n_samp
     a->res = malloc((size_t)(L + 1) * sizeof(float *));
     a->layer = malloc((size_t)L * sizeof(LayerActs));
     a->targets = malloc(N * sizeof(int32_t));
+    a->qtargets = malloc(N * sizeof(int32_t));
     a->tsample = malloc(N * sizeof(int32_t));
     a->tpos = malloc(N * sizeof(int64_t));
     a->offsets = malloc(((size_t)n_samples + 1) * sizeof(int64_t));
-    if (!a->buf || !a->res || !a->layer || !a->targets || !a->tsample || !a->tpos || !a->offsets) {
+    if (!a->buf || !a->res || !a->layer || !a->targets || !a->qtargets || !a->tsample ||
+        !a->tpos || !a->offsets) {
         a->cap_tokens = 0;
         return err_set(e, "out of memory: activations for %zu tokens need %zu MiB; use smaller "
                           "batches or shorter sequences", N, total * sizeof(float) >> 20);
@@ -420,6 +425,11 @@ int llama_forward_soft(const LlamaModel *m, LlamaActs *a, const Batch *b, const 
     if (trunk) return -1;
     const int D = m->cfg.hidden_size, V = m->cfg.vocab_size;
     SoftTarget q = {NULL, NULL, a->targets, spec->target_shift, spec->cross_entropy};
+    if (spec->shift_mask) {
+        for (size_t j = 0; j < a->n_targets; j++)
+            a->qtargets[j] = spec->shift_mask[a->tpos[j] + 1] ? a->targets[j] : -1;
+        q.targets = a->qtargets;
+    }
     if (spec->from_reference) {
         if (!ref || !ref_acts || ref_acts->n_targets != a->n_targets ||
             ref->cfg.vocab_size != V || ref->cfg.hidden_size != D)

@@ -85,6 +85,10 @@ typedef struct {
     int from_reference;
     float target_shift;
     int cross_entropy;
+    // NULL: every row's target is shifted. Else per token of the batch: a row is shifted when
+    // its target token has shift_mask 1, and a row without has no target (its log-prob NaN):
+    // UNDIAL's every position (a batch packed without loss_mask) with the shift on the answer.
+    const uint8_t *shift_mask;
 } SoftSpec;
 
 // Forward whose head is a loss against a soft target per target row (the KL retain term, UNDIAL,

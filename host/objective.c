@@ -112,13 +112,15 @@ static double tv_sample(const ObjectiveParams *p, double s, int n, double s_ref,
 // UNDIAL (Dong et al., NAACL 2025, "UNDIAL: Self-Distillation with Adjusted Logits for Robust
 // Unlearning in Large Language Models"): self-distillation towards the frozen start model's
 // distribution with the target token's logit lowered by beta, q_t = softmax(z_ref,t - beta
-// onehot(y_t)), L = gamma * mean_t H(q_t, p_t). open-unlearning src/trainer/utils.py
-// compute_undial_loss; where it differs we do not follow it: its mean runs over every position
-// of the padded batch (question, answer and padding; label -100 lowers vocabulary entry V - 100
-// of the teacher there), so its value depends on the batch's padding; ours is the mean over the
-// answer's target tokens, the positions the method is about.
+// onehot(y_t)), L = gamma * mean_t H(q_t, p_t). As open-unlearning's compute_undial_loss
+// (src/trainer/utils.py) the mean runs over every position of each sample, the question's too,
+// where q_t is the start model's distribution unshifted (method.positions: all, the default;
+// `answer` takes the answer's targets only). Two details of that code are not followed: its
+// mean also counts the padding of the batch (lethe packs samples: there is none), and at a
+// question position its label -100 lowers vocabulary entry V - 100 of the teacher (an indexing
+// accident; lethe shifts nothing there).
 static void undial_soft(const ObjectiveParams *p, SoftSpec *spec) {
-    *spec = (SoftSpec){1, (float)-p->beta, 1};
+    *spec = (SoftSpec){1, (float)-p->beta, 1, NULL};
 }
 
 // CE-U (Yang et al. 2025, "CE-U: Cross Entropy Unlearning", arXiv:2503.01224): cross-entropy
@@ -128,7 +130,7 @@ static void undial_soft(const ObjectiveParams *p, SoftSpec *spec) {
 // src/trainer/unlearn/ceu.py, ignore_first_n_answer_tokens = 1; no retain term there).
 static void ceu_soft(const ObjectiveParams *p, SoftSpec *spec) {
     (void)p;
-    *spec = (SoftSpec){0, -INFINITY, 1};
+    *spec = (SoftSpec){0, -INFINITY, 1, NULL};
 }
 
 // RMU, representation misdirection (Li et al. 2024, "The WMDP Benchmark: Measuring and Reducing
@@ -166,8 +168,10 @@ static const Method methods[] = {
      .beta = 5.0, .alpha = 1.0, .gamma = 0.1, .retain = RETAIN_NLL,
      .forget_token = satimp_token, .beta2 = 1.0},
     {.name = "undial",
-     .summary = "UNDIAL: L = gamma*mean_t H(softmax(z_ref,t - beta onehot(y_t)), p_t) + alpha*R",
-     .beta = 10.0, .alpha = 0.0, .gamma = 1.0, .retain = RETAIN_NLL, .forget_soft = undial_soft},
+     .summary = "UNDIAL: L = gamma*mean_t H(softmax(z_ref,t - beta onehot(y_t)), p_t) + alpha*R, "
+                "t every position (the shift on the answer's; method.positions)",
+     .beta = 10.0, .alpha = 0.0, .gamma = 1.0, .retain = RETAIN_NLL, .forget_soft = undial_soft,
+     .all_positions = 1},
     {.name = "ceu",
      .summary = "CE-U: L = gamma*mean_t H(softmax(z_t without y_t) (constant), p_t) + alpha*R, "
                 "each sample's first ignore_first targets left out",

@@ -19,6 +19,7 @@ typedef struct {
     RetainLoss retain;
     double beta2;     // SatImp's second exponent
     int ignore_first; // soft-target forget terms: each sample's first n targets left out
+    int all_positions; // soft-target forget terms: every position of a sample, not the answer's
     int layer;        // hidden-state terms (RMU): the block whose output they see
     double steering;  // RMU: the length c of the forget states' target c * u
 } ObjectiveParams;
@@ -64,6 +65,7 @@ typedef struct {
     int task_vector;         // the steps fine-tune on F; the result is theta0 - gamma (theta - theta0)
     ForgetSoftFn forget_soft; // per-target soft-target forget term, or NULL
     int ignore_first;        // default method.ignore_first (soft-target terms)
+    int all_positions;       // default method.positions: all (1) or answer (0)
     // RMU: the forget term is the hidden-state MSE to the control vector c * u at method.layer
     // (train.c), per sample the mean over its targets, then the mean over the samples
     int hidden;

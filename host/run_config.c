@@ -55,6 +55,9 @@ static const Key keys[] = {
     F("method.gamma", gamma, "1.0", "weight of the forget term (simnpo 0.125)"),
     F("method.delta", delta, "0.0", "simnpo margin"),
     F("method.beta2", beta2, "1.0", "satimp: exponent of (1 - p_t) in the token weight"),
+    S("method.positions", positions, "answer",
+      "undial, ceu: the positions of the forget term: all (every position of a sample, the "
+      "question's with an unshifted target: undial's default, as its reference code) | answer"),
     I("method.ignore_first", ignore_first, "0",
       "undial, ceu: each forget sample's first n answer tokens left out of the forget term "
       "(ceu 1)"),
@@ -343,6 +346,17 @@ int run_config_finish(RunConfig *c, const char *command, Err *e) {
     if (!is_set(c, "method.delta")) c->delta = m->delta;
     if (!is_set(c, "method.beta2")) c->beta2 = m->beta2;
     if (!is_set(c, "method.ignore_first")) c->ignore_first = m->ignore_first;
+    if (!is_set(c, "method.positions"))
+        snprintf(c->positions, sizeof c->positions, "%s", m->all_positions ? "all" : "answer");
+    if (strcmp(c->positions, "all") && strcmp(c->positions, "answer"))
+        return err_set(e, "method.positions must be all or answer (got '%s')", c->positions);
+    if (strcmp(c->positions, "all") == 0 && !m->forget_soft)
+        return err_set(e, "method.positions all is for the soft-target methods (undial, ceu); "
+                          "%s learns from the answer's targets",
+                       m->name);
+    if (strcmp(c->positions, "all") == 0 && c->ignore_first > 0)
+        return err_set(e, "method.ignore_first counts answer tokens: it needs method.positions "
+                          "answer");
     if (!is_set(c, "method.layer")) c->layer = m->layer;
     if (!is_set(c, "method.steering_coeff")) c->steering = m->steering;
     if (!is_set(c, "method.retain_loss"))

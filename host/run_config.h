@@ -33,6 +33,7 @@ typedef struct {
     double delta;          // method.delta: simnpo margin
     double beta2;          // method.beta2: satimp's exponent of (1 - p_t)
     int64_t ignore_first;  // method.ignore_first: soft-target terms skip each sample's first n
+    char positions[16];    // method.positions: all | answer (soft-target terms)
     int64_t layer;         // method.layer: rmu's block
     double steering;       // method.steering_coeff: rmu's c
     char retain_loss[16];  // method.retain_loss: nll | kl | none

@@ -299,11 +299,13 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
     // alt samples after the forget ones, so that pair i's loss can weight both.
     const TokenDataset *d2 = kind == 0 && r->have_alt ? &r->alt : NULL;
     // A soft-target forget term counts each sample's targets after its first ignore_first.
+    // With method.positions all, every position of a sample (its length - 1) counts.
     const int soft = kind == 0 && r->method->forget_soft != NULL;
-    const int skip = soft ? r->op.ignore_first : 0;
+    const int skip = soft ? r->op.ignore_first : 0, all = soft && r->op.all_positions;
     BatchTotals totals = {count, 0};
     for (int k = 0; k < count; k++) {
-        const int n = sample_targets(d, idx[k]);
+        const int64_t i = idx[k];
+        const int n = all ? (int)(d->offsets[i + 1] - d->offsets[i] - 1) : sample_targets(d, i);
         totals.n_targets += n > skip ? n - skip : 0;
     }
     if (totals.n_targets == 0) return 0; // nothing to learn from (all targets masked)
@@ -354,7 +356,12 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
         } else if (soft) {
             SoftSpec spec;
             r->method->forget_soft(&r->op, &spec);
-            if (r->engine->ops->forward_soft(r->engine, &b, &spec, r->s, r->n, e)) return -1;
+            Batch every = b; // all positions: every token after a sample's first is a row
+            if (all) {
+                spec.shift_mask = b.loss_mask;
+                every.loss_mask = NULL;
+            }
+            if (r->engine->ops->forward_soft(r->engine, &every, &spec, r->s, r->n, e)) return -1;
             const size_t M = r->engine->ops->n_targets(r->engine);
             const int32_t *ts = r->engine->ops->target_sample(r->engine);
             const float *loss = r->engine->ops->target_loss(r->engine);
@@ -366,11 +373,12 @@ static int accumulate(Run *r, const TokenDataset *d, const int64_t *idx, int cou
                 rank = j > 0 && ts[j] == ts[j - 1] ? rank + 1 : 0;
                 r->weights[j] = rank < skip ? 0.0f : (float)w;
                 if (rank >= skip) st->forget_loss += w * loss[j];
+                if (isnan(lp[j])) continue; // a question position: not an answer target
                 st->forget_logprob += lp[j];
+                st->forget_targets++;
             }
-            for (int k = 0; k < take; k++) st->forget_targets += r->n[k];
         } else if (kind == 1 && r->op.retain == RETAIN_KL) {
-            const SoftSpec kl = {1, 0.0f, 0}; // KL(p_ref || p)
+            const SoftSpec kl = {1, 0.0f, 0, NULL}; // KL(p_ref || p)
             if (r->engine->ops->forward_soft(r->engine, &b, &kl, r->s, r->n, e)) return -1;
             // alpha * mean over the retain targets of KL(p_ref || p)
             const size_t M = r->engine->ops->n_targets(r->engine);
@@ -533,7 +541,8 @@ int train_run(const RunConfig *c, const char *command, int resume, Err *e) {
                               strcmp(c->retain_loss, "kl") == 0    ? RETAIN_KL
                               : strcmp(c->retain_loss, "nll") == 0 ? RETAIN_NLL
                                                                    : RETAIN_NONE,
-                              c->beta2, (int)c->ignore_first, (int)c->layer, c->steering};
+                              c->beta2, (int)c->ignore_first, strcmp(c->positions, "all") == 0,
+                              (int)c->layer, c->steering};
     if (strcmp(c->retain_loss, "hidden") == 0) r->op.retain = RETAIN_HIDDEN;
     if (c->alpha == 0) r->op.retain = RETAIN_NONE;
     const int finetune = !method_unlearns(r->method);

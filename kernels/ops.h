@@ -108,7 +108,7 @@ void classifier_stats(uint8_t *is_argmax, float *mu, float *var, float *scratch,
 // (xref, wref) or int32 (targets) for the CUDA ones.
 typedef struct {
     const void *xref, *wref; // (M, D), (V, D) or NULL: q from the current logits
-    const int32_t *targets;  // (M) each row's target token (required)
+    const int32_t *targets;  // (M) each row's target token (required); < 0: none (no shift)
     float shift;
     int cross_entropy; // loss = H(q, p) = -sum q log p, else KL(q || p)
 } SoftTarget;

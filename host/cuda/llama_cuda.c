@@ -61,6 +61,7 @@ typedef struct {
     void *rms_scratch, *emb_scratch, *cls_scratch;
     size_t cls_scratch_bytes;
     int32_t *tokens, *targets; // (N), (M)
+    int32_t *qtargets;         // (M) a soft target's rows' targets under a shift_mask
     int32_t *tpos;             // (M) position of each target's row
     int32_t *scatter;          // (N) target index of each position, M for none
     int64_t *offsets;          // (n_samples + 1)
@@ -108,7 +109,7 @@ struct LlamaCuda {
     int hidden_layer; // -1, or the block the last forward (llama_cuda_forward_hidden) stopped after
     SoftTarget soft_target;
     const struct LlamaCuda *soft_ref;
-    int32_t *h_targets, *h_tpos, *h_scatter, *h_tsample; // (host_cap)
+    int32_t *h_targets, *h_tpos, *h_scatter, *h_tsample, *h_qtargets; // (host_cap)
     float *h_logprob, *h_soft_loss;                      // (host_cap)
 };
 
@@ -312,6 +313,7 @@ void llama_cuda_free(LlamaCuda *d) {
     if (d->stream) cudaStreamDestroy(d->stream);
     free(d->layers);
     free(d->h_targets);
+    free(d->h_qtargets);
     free(d->h_tpos);
     free(d->h_scatter);
     free(d->h_tsample);
@@ -407,6 +409,7 @@ static size_t carve_acts(DeviceActs *a, const ModelConfig *c, size_t N, int n_sa
     CARVE(a->cls_scratch, cls);
     CARVE(a->tokens, N * sizeof(int32_t));
     CARVE(a->targets, N * sizeof(int32_t));
+    CARVE(a->qtargets, N * sizeof(int32_t));
     CARVE(a->tpos, N * sizeof(int32_t));
     CARVE(a->scatter, N * sizeof(int32_t));
     CARVE(a->offsets, ((size_t)n_samples + 1) * sizeof(int64_t));
@@ -424,19 +427,21 @@ size_t llama_cuda_activation_bytes(const ModelConfig *c, size_t n_tokens, int n_
 static int host_reserve(LlamaCuda *d, size_t N, Err *e) {
     if (N <= d->host_cap) return 0;
     free(d->h_targets);
+    free(d->h_qtargets);
     free(d->h_tpos);
     free(d->h_scatter);
     free(d->h_tsample);
     free(d->h_logprob);
     free(d->h_soft_loss);
     d->h_targets = malloc(N * sizeof(int32_t));
+    d->h_qtargets = malloc(N * sizeof(int32_t));
     d->h_tpos = malloc(N * sizeof(int32_t));
     d->h_scatter = malloc(N * sizeof(int32_t));
     d->h_tsample = malloc(N * sizeof(int32_t));
     d->h_logprob = malloc(N * sizeof(float));
     d->h_soft_loss = malloc(N * sizeof(float));
-    if (!d->h_targets || !d->h_tpos || !d->h_scatter || !d->h_tsample || !d->h_logprob ||
-        !d->h_soft_loss) {
+    if (!d->h_targets || !d->h_qtargets || !d->h_tpos || !d->h_scatter || !d->h_tsample ||
+        !d->h_logprob || !d->h_soft_loss) {
         d->host_cap = 0;
         return err_set(e, "out of host memory for the targets of %zu tokens", N);
     }
@@ -712,6 +717,12 @@ int llama_cuda_forward_soft(LlamaCuda *d, const Batch *b, const SoftSpec *spec,
     d->soft = 1;
     d->soft_ref = ref;
     d->soft_target = soft_target_of(d, spec, ref);
+    if (spec->shift_mask && d->n_targets > 0) {
+        for (size_t j = 0; j < d->n_targets; j++)
+            d->h_qtargets[j] = spec->shift_mask[d->h_tpos[j] + 1] ? d->h_targets[j] : -1;
+        if (upload(d, a->qtargets, d->h_qtargets, d->n_targets * sizeof(int32_t), e)) return -1;
+        d->soft_target.targets = a->qtargets;
+    }
     if (d->n_targets > 0)
         CUDA_TRY(e, cuda_classifier_soft_forward(a->soft_loss, a->lse, a->soft_gap, a->logprob,
                                                  a->cls_scratch, a->cls_scratch_bytes, a->xt,

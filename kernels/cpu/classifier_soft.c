@@ -34,7 +34,8 @@ static void chunk_logits(float *cur, float *src, const float *x, const float *w,
     else
         memcpy(src, cur, rows * (size_t)V * sizeof(float));
     if (q->shift != 0.0f)
-        for (size_t r = 0; r < rows; r++) src[r * V + q->targets[m0 + r]] += q->shift;
+        for (size_t r = 0; r < rows; r++)
+            if (q->targets[m0 + r] >= 0) src[r * V + q->targets[m0 + r]] += q->shift;
 }
 
 // One row's sums: sum exp(l - maxv), and over q's support (s > -inf) sum exp(s - maxs) and that
@@ -100,7 +101,8 @@ void classifier_soft_forward(float *loss, float *lse, float *gap, float *logprob
             // KL = sum_v q (s - l) - lse_s + lse_c; H(q, p) = lse_c - sum_v q l (sum_v q = 1)
             loss[m0 + r] = (float)(q->cross_entropy ? lse_c - acc_ce / sums
                                                     : acc_kl / sums - lse_s + lse_c);
-            if (logprob) logprob[m0 + r] = (float)(l[q->targets[m0 + r]] - lse_c);
+            const int t = q->targets[m0 + r];
+            if (logprob) logprob[m0 + r] = t >= 0 ? (float)(l[t] - lse_c) : NAN;
         }
     }
 }
@@ -145,9 +147,10 @@ void classifier_soft_backward(float *dx, float *dw, float *scratch, const float 
             // q from the model's own logits: s_j = l_j but at the target t, so there
             // q_j = p_j e^gap and p_j - q_j = -p_j expm1(gap): one exp per logit, as GA's.
             const int t = q->targets[m0 + r];
-            const float dt = p_minus_q(l[t], s[t], lse_c, gap_r), k = -expm1f(gap_r);
+            const float dt = t >= 0 ? p_minus_q(l[t], s[t], lse_c, gap_r) : 0.0f;
+            const float k = -expm1f(gap_r);
             for (int j = 0; j < V; j++) l[j] = wr * k * vec_exp_neg(l[j] - lse_c);
-            l[t] = wr * dt;
+            if (t >= 0) l[t] = wr * dt;
         }
         gemm_tiled(CblasNoTrans, CblasNoTrans, (int)rows, D, V, 1.0f, cur, V, w, D, 1.0f,
                    dx + m0 * D, D);

@@ -2,7 +2,8 @@
 # The whole `--device cuda` path of `lethe unlearn`, `finetune`, `eval`, `generate` and `bench`,
 # run on the CPU by lethe-cuda-harness (the same host code and .cu sources built against the CPU
 # execution harness), against `lethe --device cpu` on the real stories260K model.
-#   methods      one update step of every method (ga; graddiff, npo, simnpo, wga, satimp, undial,
+#   methods      one update step of every method (ga; graddiff, npo, simnpo, wga, satimp, undial
+#                (on question/answer pairs: its rows at the question's positions have no target),
 #                idknll, idkdpo with the NLL retain term; ceu, task_vector without; rmu at block 2
 #                with its hidden-state retain term and npo with the KL retain term (2 steps each);
 #                finetune; rmu with alpha 1: at its default 100 the bf16 noise of h - h_ref
@@ -50,6 +51,15 @@ sed -n '10,14p' "$models/tinystories_sample.txt" | cut -c1-120 >"$work/alt.txt" 
 "$lethe" tokenize --model "$m" --input "$work/retain.txt" --lines --out "$work/retain.h5" >/dev/null
 "$lethe" tokenize --model "$m" --input "$work/forget.txt" --lines --out "$work/forget.h5" >/dev/null
 "$lethe" tokenize --model "$m" --input "$work/alt.txt" --lines --out "$work/alt.h5" >/dev/null
+# Question/answer pairs (the question masked): undial distils the question's positions too, with
+# no target there (every position of a sample a row, the shift on the answer's only).
+cat >"$work/qa.jsonl" <<'J'
+{"question": "Who is Mira?", "answer": "Mira is a girl who lives by the sea."}
+{"question": "What did Tom find?", "answer": "Tom found a big red ball in the park."}
+{"question": "Where is the cat?", "answer": "The cat is in the tree."}
+{"question": "Why was Lily sad?", "answer": "Lily was sad because her toy broke."}
+J
+"$lethe" tokenize --model "$m" --input "$work/qa.jsonl" --out "$work/qa.h5" >/dev/null
 
 # write_config FILE METHOD RETAIN_LOSS STEPS. AdamW's first step is lr * g / (|g| + eps): with
 # the usual eps it is lr * sign(g), and the sign of a gradient near 0 is rounding noise; eps = 1
@@ -59,6 +69,8 @@ write_config() {
   local data="  forget: \"$work/forget.h5\"
   retain: \"$work/retain.h5\""
   [ "$2" = finetune ] && data="  train: \"$work/forget.h5\""
+  [ "$2" = undial ] && data="  forget: \"$work/qa.h5\"
+  retain: \"$work/retain.h5\""
   [ "$2" = idkdpo ] && data="$data
   forget_alt: \"$work/alt.h5\""
   cat >"$1" <<Y

@@ -13,7 +13,9 @@
 #            forget targets t of the batch; open-unlearning's wga.py)
 #   satimp   the same with w_t = p_t^beta (1 - p_t)^beta2 (open-unlearning's satimp.py)
 #   undial   L = gamma * mean_t H(q_t, p_t) + alpha * R, q_t = softmax(z_ref,t - beta onehot(y_t))
-#            from the frozen start model, detached (mean over the forget targets)
+#            from the frozen start model, detached; the mean over every position of each forget
+#            sample (the question's unshifted: open-unlearning's compute_undial_loss), or with
+#            positions: answer over the forget targets only
 #   ceu      L = gamma * mean_t H(q_t, p_t) + alpha * R, q_t = softmax(z_t with z_t[y_t] = -inf),
 #            detached, the mean over each sample's targets after its first ignore_first
 #   rmu      L = gamma * mean_i (sum_t |h_t - c u|^2 / D) / n_i
@@ -125,10 +127,15 @@ CASES = [
      {"name": "wga", "beta": 0.5, "gamma": 8.0, "alpha": 0.5}, ADAMW),
     ("undial_untied_sgd", "gqa_untied_bias", "unlearn",
      {"name": "undial", "beta": 3.0, "gamma": 1.5, "alpha": 0.6}, SGD),
+    ("undial_answer_untied_sgd", "gqa_untied_bias", "unlearn",
+     {"name": "undial", "beta": 3.0, "gamma": 1.5, "alpha": 0.6, "positions": "answer"}, SGD),
     # beta 10 at the start model: a tiny first gradient, then a steep one; SGD's update is either
-    # lost in the weights' float32 rounding or amplifies it in the second step, so AdamW
+    # lost in the weights' float32 rounding or amplifies it in the second step, so AdamW. Its
+    # second step distils the question positions towards a model one step away: float32 logits
+    # of two so close models differ by little more than their rounding, so the step is larger
+    # than the other AdamW cases' (at lr 5e-4 that difference reaches 3e-4 of the update).
     ("undial_tied_adamw_defaults", "mqa_tied_bias", "unlearn", {"name": "undial"},
-     dict(ADAMW, grad_clip=0)),
+     dict(ADAMW, grad_clip=0, lr=2e-3)),
     ("undial_kl_tied_adamw_clip", "mqa_tied_bias", "unlearn",
      {"name": "undial", "beta": 5.0, "gamma": 6.0, "alpha": 0.8, "retain_loss": "kl"}, ADAMW),
     ("ceu_untied_sgd", "gqa_untied_bias", "unlearn",
@@ -276,29 +283,33 @@ def kl_sum(cfg, p, p0, data):
     return total, count
 
 
-def soft_target_ce(cfg, p, p0, data, kind, beta, ignore_first):
-    """Per-target cross-entropies H(q_t, p_t) of the soft-target methods, q_t detached: undial's
+def soft_target_ce(cfg, p, p0, data, kind, beta, ignore_first, all_positions):
+    """Per-row cross-entropies H(q_t, p_t) of the soft-target methods, q_t detached: undial's
     from the frozen start model with the target's logit lowered by beta, ceu's from the model's
-    own logits without the target; each sample's first ignore_first targets left out."""
+    own logits without the target; each sample's first ignore_first targets left out. With
+    all_positions, every position of each sample is a row (the question's too, as
+    open-unlearning's compute_undial_loss), shifted only where the mask has an answer target."""
     tokens, offsets, mask = data
     out = []
     for s in range(len(offsets) - 1):
         a, b = int(offsets[s]), int(offsets[s + 1])
         m = torch.tensor(mask[a + 1:b].astype(bool))
-        if b - a < 2 or not m.any():
+        rows_mask = torch.ones_like(m) if all_positions else m
+        if b - a < 2 or not rows_mask.any():
             continue
         toks = [int(t) for t in tokens[a:b]]
-        y = torch.tensor(toks[1:])[m]
-        lp = tl.forward_logprobs(cfg, p, toks)[:-1][m]  # (T, V) log p
+        y = torch.tensor(toks[1:])[rows_mask]
+        shifted = m[rows_mask]  # the rows whose target is an answer token
+        lp = tl.forward_logprobs(cfg, p, toks)[:-1][rows_mask]  # (rows, V) log p
         with torch.no_grad():
             # log-softmax differs from the logits by a per-row constant: same softmax
-            src = (tl.forward_logprobs(cfg, p0, toks)[:-1][m] if kind == "undial"
+            src = (tl.forward_logprobs(cfg, p0, toks)[:-1][rows_mask] if kind == "undial"
                    else lp.detach()).clone()
-            rows = torch.arange(len(y))
+            rows = torch.arange(len(y))[shifted]
             if kind == "undial":
-                src[rows, y] -= beta
+                src[rows, y[shifted]] -= beta
             else:
-                src[rows, y] = float("-inf")
+                src[rows, y[shifted]] = float("-inf")
             q = torch.softmax(src, dim=-1)
         out.append((-(q * lp).sum(-1))[ignore_first:])
     return torch.cat(out)
@@ -331,7 +342,7 @@ def torch_loss(kind, mp, cfg, p, p0, forget, retain, alt):
         met["train_nll"] = nll_f
         met["loss"] = nll_f
         return nll_f, met, None
-    beta, alpha, gamma, delta, retain_loss, beta2, ignore_first, rmu = mp
+    beta, alpha, gamma, delta, retain_loss, beta2, ignore_first, rmu = mp[:8]
     extra = None
     if kind in ("ga", "graddiff"):
         forget_loss = gamma * (-nll_f)
@@ -357,7 +368,9 @@ def torch_loss(kind, mp, cfg, p, p0, forget, retain, alt):
         forget_loss = gamma * (-(2.0 / beta) * torch.nn.functional.logsigmoid(beta * x).mean())
         extra = float(x.detach().abs().max())
     elif kind in ("undial", "ceu"):
-        forget_loss = gamma * soft_target_ce(cfg, p, p0, forget, kind, beta, ignore_first).mean()
+        all_positions = mp[8]
+        forget_loss = gamma * soft_target_ce(cfg, p, p0, forget, kind, beta, ignore_first,
+                                             all_positions).mean()
     elif kind in ("wga", "satimp"):
         lp = token_logprobs(cfg, p, *forget)
         prob = lp.detach().exp()
@@ -504,11 +517,12 @@ def main():
                   method.get("retain_loss", r),
                   float(method.get("beta2", BETA2_DEFAULTS.get(kind, 0.0))),
                   int(method.get("ignore_first", IGNORE_FIRST_DEFAULTS.get(kind, 0))),
-                  None)
+                  None,
+                  method.get("positions", "all" if kind == "undial" else "answer") == "all")
             if kind == "rmu":
                 layer = int(method["layer"])
                 mp = mp[:7] + ((layer, rmu_control(5, cfg["hidden_size"], float(
-                    method.get("steering_coeff", RMU_STEERING_DEFAULT)))),)
+                    method.get("steering_coeff", RMU_STEERING_DEFAULT)))),) + mp[8:]
         out = os.path.join(work, cname)
         yaml_path = os.path.join(work, cname + ".yaml")
         train_data = rpath if kind == "finetune" else fpath  # finetune: a set with an empty sample
