@@ -286,6 +286,18 @@ def forward_with_cache(model, mean_nll, tokens, layer):
     return cache[0]
 
 
+_RMU_CONTROL = {}
+
+
+def rmu_control(h):
+    """rmu.py's get_control_vector: torch.rand(1, 1, D) normalised times the steering
+    coefficient, drawn once per run (here once per hidden size)."""
+    if h.shape[-1] not in _RMU_CONTROL:
+        u = torch.rand(1, 1, h.shape[-1], device=h.device)
+        _RMU_CONTROL[h.shape[-1]] = u / torch.norm(u) * RMU_STEERING
+    return _RMU_CONTROL[h.shape[-1]]
+
+
 def activation_loss(a, b):  # compute_activation_loss with every position a target
     return ((a - b) ** 2).mean(-1).sum(-1).div(a.shape[1]).mean()
 
@@ -339,10 +351,7 @@ def unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing, tok
     elif method == "rmu":
         layer = rmu_layer(model.config.to_dict() if hasattr(model, "config") else model.c)
         h = forward_with_cache(model, mean_nll, forget, layer)
-        if "control" not in timing:
-            u = torch.rand(1, 1, h.shape[-1], device=h.device)
-            timing["control"] = u / torch.norm(u) * RMU_STEERING
-        forget_loss = activation_loss(h, timing["control"].to(h.dtype).expand_as(h))
+        forget_loss = activation_loss(h, rmu_control(h).to(h.dtype).expand_as(h))
         h_r = forward_with_cache(model, mean_nll, retain, layer)
         t0 = clock()
         with torch.no_grad():
@@ -408,16 +417,14 @@ def time_unlearn_steps(method, model, mean_nll, sums, forget, retain, warmup, st
     opt, opt_kind = make_adamw(model)
     params = [p for p in model.parameters() if p.requires_grad]
     fwd, refs, bwd, upd, step, loss = [], [], [], [], [], float("nan")
-    control = {}  # rmu's fixed random vector, drawn at the first step
     for i in range(warmup + steps):
-        timing = {"ref": 0.0, **control}
+        timing = {"ref": 0.0}
         t0 = clock()
         opt.zero_grad()
         with autocast():
             out = unlearn_loss(method, model, ref, mean_nll, sums, forget, retain, timing,
                                token_logp, alt, logits_fn)
         t1 = clock()
-        control = {k: v for k, v in timing.items() if k == "control"}
         out.backward()
         t2 = clock()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
