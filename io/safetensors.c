@@ -211,6 +211,12 @@ static int check_no_overlap(SafetensorsFile *f, Err *e) {
         prev = t;
     }
     qsort(f->by_name, f->n, sizeof *f->by_name, cmp_by_name);
+    // The JSON parser rejects duplicate keys, but two keys differing only after a \u0000 are the
+    // same C string here.
+    for (size_t k = 1; k < f->n; k++)
+        if (!strcmp(f->tensors[f->by_name[k - 1]].name, f->tensors[f->by_name[k]].name))
+            return err_set(e, "%s: tensor name '%s' appears twice (names cut at an embedded NUL)",
+                           f->path, f->tensors[f->by_name[k]].name);
     return 0;
 }
 
@@ -847,4 +853,243 @@ void safetensors_writer_abort(SafetensorsWriter *w) {
     if (!w) return;
     writer_fail(w);
     writer_free(w);
+}
+
+// ---- sharded writing ------------------------------------------------------------------------
+
+struct SafetensorsShardedWriter {
+    char *dir;
+    uint64_t max_bytes;
+    Decl *decls;          // every tensor, in declaration (= data) order
+    size_t n_decls, cap_decls, next;
+    size_t *shard_of;     // shard number of each tensor, planned at the first data call
+    size_t n_shards, current; // current: the shard the open writer writes
+    SafetensorsWriter *w; // the current shard's, NULL between shards
+    char **meta;
+    size_t n_meta;
+    int dead;
+};
+
+// "model.safetensors" for a single shard, else "model-0000K-of-0000N.safetensors" (1-based).
+static void shard_name(const SafetensorsShardedWriter *w, size_t k, char *buf, size_t cap) {
+    if (w->n_shards == 1) snprintf(buf, cap, "model.safetensors");
+    else snprintf(buf, cap, "model-%05zu-of-%05zu.safetensors", k + 1, w->n_shards);
+}
+
+static void sharded_free(SafetensorsShardedWriter *w) {
+    for (size_t i = 0; i < w->n_decls; i++) free(w->decls[i].name);
+    for (size_t i = 0; i < 2 * w->n_meta; i++) free(w->meta[i]);
+    free(w->decls);
+    free(w->shard_of);
+    free(w->meta);
+    free(w->dir);
+    free(w);
+}
+
+// Kills the writer and removes every shard committed so far, so that a failed save leaves
+// no partial model behind.
+static int sharded_fail(SafetensorsShardedWriter *w) {
+    safetensors_writer_abort(w->w);
+    w->w = NULL;
+    if (!w->dead)
+        for (size_t k = 0; k < w->current && k < w->n_shards; k++) {
+            char name[64], *p;
+            shard_name(w, k, name, sizeof name);
+            if ((p = join_path(w->dir, name))) unlink(p);
+            free(p);
+        }
+    w->dead = 1;
+    return -1;
+}
+
+int safetensors_sharded_open(SafetensorsShardedWriter **out, const char *dir,
+                             uint64_t max_shard_bytes, Err *e) {
+    *out = NULL;
+    if (max_shard_bytes == 0) return err_set(e, "%s: shard size limit must be positive", dir);
+    SafetensorsShardedWriter *w = calloc(1, sizeof *w);
+    if (!w || !(w->dir = strdup(dir))) {
+        free(w);
+        return err_set(e, "%s: out of memory", dir);
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        sharded_free(w);
+        return err_set(e, "%s: not an existing directory", dir);
+    }
+    w->max_bytes = max_shard_bytes;
+    *out = w;
+    return 0;
+}
+
+int safetensors_sharded_metadata(SafetensorsShardedWriter *w, const char *key, const char *value,
+                                 Err *e) {
+    if (w->dead) return err_set(e, "%s: sharded writer already failed", w->dir);
+    if (w->shard_of)
+        return err_set(e, "%s: metadata '%s' comes after tensor data", w->dir, key),
+               sharded_fail(w);
+    char **m = realloc(w->meta, 2 * (w->n_meta + 1) * sizeof *m);
+    if (!m) return err_set(e, "%s: out of memory", w->dir), sharded_fail(w);
+    w->meta = m;
+    m[2 * w->n_meta] = strdup(key);
+    m[2 * w->n_meta + 1] = strdup(value);
+    w->n_meta++;
+    if (!m[2 * w->n_meta - 2] || !m[2 * w->n_meta - 1])
+        return err_set(e, "%s: out of memory", w->dir), sharded_fail(w);
+    return 0;
+}
+
+int safetensors_sharded_declare(SafetensorsShardedWriter *w, const char *name,
+                                SafetensorsDtype dtype, int ndim, const int64_t *shape, Err *e) {
+    if (w->dead) return err_set(e, "%s: sharded writer already failed", w->dir);
+    if (w->shard_of)
+        return err_set(e, "%s: tensor '%s' declared after tensor data", w->dir, name),
+               sharded_fail(w);
+    // Shape, dtype and name checks are the shard writer's; here only the size is needed.
+    if ((unsigned)dtype >= ST_N_DTYPES || ndim < 0 || ndim > SAFETENSORS_MAX_DIMS)
+        return err_set(e, "%s: tensor '%s': invalid dtype or dimension count", w->dir, name),
+               sharded_fail(w);
+    Decl d = {.dtype = dtype, .ndim = ndim};
+    uint64_t numel = 1;
+    for (int k = 0; k < ndim; k++) {
+        if (shape[k] < 0 || __builtin_mul_overflow(numel, (uint64_t)shape[k], &numel))
+            return err_set(e, "%s: tensor '%s': shape entry %d (%lld) is negative or overflows",
+                           w->dir, name, k, (long long)shape[k]), sharded_fail(w);
+        d.shape[k] = shape[k];
+    }
+    if (__builtin_mul_overflow(numel, (uint64_t)DTYPES[dtype].size, &d.nbytes))
+        return err_set(e, "%s: tensor '%s' is too large", w->dir, name), sharded_fail(w);
+    if (w->n_decls == w->cap_decls) {
+        size_t cap = w->cap_decls ? 2 * w->cap_decls : 16;
+        Decl *nd = realloc(w->decls, cap * sizeof *nd);
+        if (!nd) return err_set(e, "%s: out of memory", w->dir), sharded_fail(w);
+        w->decls = nd;
+        w->cap_decls = cap;
+    }
+    if (!(d.name = strdup(name))) return err_set(e, "%s: out of memory", w->dir), sharded_fail(w);
+    w->decls[w->n_decls++] = d;
+    return 0;
+}
+
+// Greedy in declaration order: a tensor that would push the shard past the limit starts the next.
+static int sharded_plan(SafetensorsShardedWriter *w, Err *e) {
+    if (!(w->shard_of = calloc(w->n_decls ? w->n_decls : 1, sizeof *w->shard_of)))
+        return err_set(e, "%s: out of memory", w->dir), sharded_fail(w);
+    uint64_t in_shard = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < w->n_decls; i++) {
+        if (in_shard > 0 && w->decls[i].nbytes > w->max_bytes - in_shard) {
+            k++;
+            in_shard = 0;
+        }
+        w->shard_of[i] = k;
+        in_shard = w->decls[i].nbytes > w->max_bytes ? w->max_bytes : in_shard + w->decls[i].nbytes;
+    }
+    w->n_shards = k + 1;
+    return 0;
+}
+
+// Opens the writer of shard w->current with its tensors declared and the metadata added.
+static int sharded_open_shard(SafetensorsShardedWriter *w, Err *e) {
+    char name[64];
+    shard_name(w, w->current, name, sizeof name);
+    char *p = join_path(w->dir, name);
+    if (!p) return err_set(e, "%s: out of memory", w->dir), sharded_fail(w);
+    int rc = safetensors_writer_open(&w->w, p, e);
+    free(p);
+    for (size_t m = 0; rc == 0 && m < w->n_meta; m++)
+        rc = safetensors_writer_metadata(w->w, w->meta[2 * m], w->meta[2 * m + 1], e);
+    for (size_t i = 0; rc == 0 && i < w->n_decls; i++)
+        if (w->shard_of[i] == w->current)
+            rc = safetensors_writer_declare(w->w, w->decls[i].name, w->decls[i].dtype,
+                                            w->decls[i].ndim, w->decls[i].shape, e);
+    return rc == 0 ? 0 : sharded_fail(w);
+}
+
+// Before tensor data: plan on the first call, then make sure the right shard is open.
+static int sharded_before_data(SafetensorsShardedWriter *w, const char *name, Err *e) {
+    if (w->dead) return err_set(e, "%s: sharded writer already failed", w->dir);
+    if (!w->shard_of && sharded_plan(w, e) != 0) return -1;
+    if (w->next >= w->n_decls)
+        return err_set(e, "%s: data for '%s' but every declared tensor already has its data",
+                       w->dir, name), sharded_fail(w);
+    if (!w->w && sharded_open_shard(w, e) != 0) return -1;
+    return 0;
+}
+
+// After tensor data: commit the shard when its last tensor is in.
+static int sharded_after_data(SafetensorsShardedWriter *w, int rc, Err *e) {
+    if (rc != 0) {
+        w->w = NULL; // the shard writer is dead and its temporary removed; commit frees it
+        return sharded_fail(w);
+    }
+    w->next++;
+    if (w->next == w->n_decls || w->shard_of[w->next] != w->current) {
+        SafetensorsWriter *sw = w->w;
+        w->w = NULL;
+        if (safetensors_writer_commit(sw, e) != 0) return sharded_fail(w);
+        w->current++;
+    }
+    return 0;
+}
+
+int safetensors_sharded_f32(SafetensorsShardedWriter *w, const char *name, const float *data,
+                            Err *e) {
+    if (sharded_before_data(w, name, e) != 0) return -1;
+    SafetensorsWriter *sw = w->w;
+    int rc = safetensors_writer_f32(sw, name, data, e);
+    if (rc != 0) safetensors_writer_abort(sw);
+    return sharded_after_data(w, rc, e);
+}
+
+int safetensors_sharded_raw(SafetensorsShardedWriter *w, const char *name, const void *data,
+                            size_t nbytes, Err *e) {
+    if (sharded_before_data(w, name, e) != 0) return -1;
+    SafetensorsWriter *sw = w->w;
+    int rc = safetensors_writer_raw(sw, name, data, nbytes, e);
+    if (rc != 0) safetensors_writer_abort(sw);
+    return sharded_after_data(w, rc, e);
+}
+
+int safetensors_sharded_commit(SafetensorsShardedWriter *w, Err *e) {
+    int rc = 0;
+    if (w->dead) rc = err_set(e, "%s: sharded writer already failed", w->dir);
+    else if (w->next < w->n_decls)
+        rc = err_set(e, "%s: tensor '%s' was declared but never given data", w->dir,
+                     w->decls[w->next].name), sharded_fail(w);
+    else if (w->n_decls == 0) { // nothing declared: one empty model.safetensors
+        if (sharded_plan(w, e) != 0 || sharded_open_shard(w, e) != 0) rc = -1;
+        else {
+            SafetensorsWriter *sw = w->w;
+            w->w = NULL;
+            rc = safetensors_writer_commit(sw, e) == 0 ? 0 : sharded_fail(w);
+        }
+    } else if (w->n_shards > 1) {
+        uint64_t total = 0;
+        for (size_t i = 0; i < w->n_decls; i++) total += w->decls[i].nbytes;
+        StrBuf b = {0};
+        sb_printf(&b, "{\n  \"metadata\": {\n    \"total_size\": %llu\n  },\n  \"weight_map\": {",
+                  (unsigned long long)total);
+        for (size_t i = 0; i < w->n_decls; i++) {
+            char name[64];
+            shard_name(w, w->shard_of[i], name, sizeof name);
+            sb_printf(&b, "%s\n    ", i ? "," : "");
+            sb_json_string(&b, w->decls[i].name);
+            sb_printf(&b, ": \"%s\"", name);
+        }
+        sb_printf(&b, "\n  }\n}\n");
+        char *p = join_path(w->dir, "model.safetensors.index.json");
+        if (b.failed || !p) rc = err_set(e, "%s: out of memory", w->dir);
+        else rc = file_write_atomic(p, b.data, b.len, e);
+        if (rc != 0) sharded_fail(w);
+        free(p);
+        sb_free(&b);
+    }
+    sharded_free(w);
+    return rc;
+}
+
+void safetensors_sharded_abort(SafetensorsShardedWriter *w) {
+    if (!w) return;
+    sharded_fail(w);
+    sharded_free(w);
 }

@@ -116,4 +116,29 @@ int safetensors_writer_commit(SafetensorsWriter *w, Err *e);
 // Removes the temporary file and frees w; path is untouched. NULL is fine.
 void safetensors_writer_abort(SafetensorsWriter *w);
 
+// ---- sharded writing ------------------------------------------------------------------------
+
+typedef struct SafetensorsShardedWriter SafetensorsShardedWriter;
+
+// The same declare-then-data protocol, split into shards of at most max_shard_bytes of tensor
+// data (a single larger tensor gets a shard of its own), in declaration order, the way
+// transformers' save_pretrained lays them out: one shard is DIR/model.safetensors with no index;
+// N > 1 are DIR/model-0000K-of-0000N.safetensors plus DIR/model.safetensors.index.json with
+// {"metadata": {"total_size": bytes}, "weight_map": {name: shard}}. Metadata goes into every
+// shard. Each shard is committed (atomically) when its last tensor is written and the index last;
+// after an error or an abort the shards already committed are removed again.
+int safetensors_sharded_open(SafetensorsShardedWriter **out, const char *dir,
+                             uint64_t max_shard_bytes, Err *e);
+int safetensors_sharded_metadata(SafetensorsShardedWriter *w, const char *key, const char *value,
+                                 Err *e);
+int safetensors_sharded_declare(SafetensorsShardedWriter *w, const char *name,
+                                SafetensorsDtype dtype, int ndim, const int64_t *shape, Err *e);
+int safetensors_sharded_f32(SafetensorsShardedWriter *w, const char *name, const float *data,
+                            Err *e);
+int safetensors_sharded_raw(SafetensorsShardedWriter *w, const char *name, const void *data,
+                            size_t nbytes, Err *e);
+// Every declared tensor must have had its data; writes the index; frees w.
+int safetensors_sharded_commit(SafetensorsShardedWriter *w, Err *e);
+void safetensors_sharded_abort(SafetensorsShardedWriter *w); // NULL is fine
+
 #endif

@@ -173,6 +173,24 @@ else:
                 fail(f"numpy load of our {name} differs")
         print(f"numpy loaded our file: {len(src)} tensors checked")
 
+# ---- our sharded layout, as the reference and transformers' index format see it ---------------
+import json  # noqa: E402
+
+r = subprocess.run([driver, "sharded_writer", workdir], capture_output=True, text=True)
+if r.returncode != 0:
+    fail(f"driver sharded_writer failed: {r.stdout}{r.stderr}")
+else:
+    sdir = os.path.join(workdir, "sharded_writer", "three")
+    with open(os.path.join(sdir, "model.safetensors.index.json")) as fh:
+        index = json.load(fh)
+    total = 0
+    for name, shard in index["weight_map"].items():
+        x = np_load(os.path.join(sdir, shard))[name]
+        total += x.nbytes
+    if total != index["metadata"]["total_size"]:
+        fail(f"index total_size {index['metadata']['total_size']} != {total}")
+    print(f"sharded: {len(index['weight_map'])} tensors found in their shards")
+
 if failures:
     sys.exit(f"{len(failures)} failure(s)")
 print("safetensors oracle: ok")

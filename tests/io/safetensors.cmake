@@ -13,6 +13,8 @@ lethe_st_test(roundtrip safetensors_round_trip_f32_exact_f16_bf16_rne_with_scala
 lethe_st_test(malformed safetensors_malformed_headers_rejected_with_the_fault_named)
 lethe_st_test(index safetensors_sharded_index_finds_tensors_and_rejects_bad_weight_maps)
 lethe_st_test(writer_errors safetensors_failed_or_aborted_write_leaves_nothing_behind)
+lethe_st_test(sharded_writer
+              safetensors_sharded_writer_splits_at_the_size_limit_with_an_index_and_cleans_up)
 
 # The reference implementation (pip `safetensors`, in a venv under the build tree that sees
 # Debian's numpy and torch) reads what we write and writes what we read, bit for bit. Exit 77

@@ -317,6 +317,12 @@ static int test_malformed(void) {
     expect_rejected("duplicate tensor name",
                     write_raw_file("dup.st", "{\"t\":{" OK_F32 "},\"t\":{" OK_F32 "}}", AS_IS, 8),
                     "duplicate", NULL);
+    expect_rejected("names equal up to a NUL",
+                    write_raw_file("nul.st",
+                                   "{\"a\\u0000x\":{" OK_F32 "},\"a\\u0000y\":{\"dtype\":\"F32\","
+                                   "\"shape\":[0],\"data_offsets\":[8,8]}}",
+                                   AS_IS, 8),
+                    "tensor name 'a' appears twice", NULL);
     expect_rejected("header of 100 MB + 1 (claimed)", write_raw_file("hdr.st", "{}", 100000001, 0),
                     "100000001", "exceeds");
     {
@@ -567,6 +573,92 @@ static int test_writer_errors(void) {
     return g_fail;
 }
 
+// ---- sharded writer --------------------------------------------------------------------------------
+
+static int count_files(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] != '.') n++;
+    if (d) closedir(d);
+    return n;
+}
+
+// Five 12-byte tensors under a 30-byte limit make shards {a, b}, {c, d}, {e}.
+static int write_sharded(const char *dir, uint64_t limit, const char *bad_name, Err *e) {
+    SafetensorsShardedWriter *w;
+    if (safetensors_sharded_open(&w, dir, limit, e) != 0) return -1;
+    const char *names[] = {"a", "b", "c", "d", "e"};
+    int64_t shape[1] = {3};
+    if (safetensors_sharded_metadata(w, "format", "pt", e) != 0) return -1;
+    for (int i = 0; i < 5; i++)
+        if (safetensors_sharded_declare(w, names[i], ST_F32, 1, shape, e) != 0) return -1;
+    for (int i = 0; i < 5; i++) {
+        float v[3] = {(float)i, 1.0f, 2.0f};
+        const char *name = bad_name && i == 3 ? bad_name : names[i];
+        if (safetensors_sharded_f32(w, name, v, e) != 0) {
+            safetensors_sharded_abort(w);
+            return -1;
+        }
+    }
+    return safetensors_sharded_commit(w, e);
+}
+
+static int test_sharded_writer(void) {
+    Err e = {{0}};
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/three", g_dir);
+    mkdir(dir, 0755);
+    REQUIRE(write_sharded(dir, 30, NULL, &e) == 0, "%s", e.msg);
+    CHECK(count_files(dir) == 4, "%d files, want 3 shards and an index", count_files(dir));
+    SafetensorsIndex *x;
+    REQUIRE(safetensors_index_open(&x, dir, &e) == 0, "%s", e.msg);
+    CHECK(safetensors_index_shard_count(x) == 3 && safetensors_index_count(x) == 5,
+          "%zu shards, %zu tensors", safetensors_index_shard_count(x), safetensors_index_count(x));
+    const char *where[] = {"00001-of-00003", "00001-of-00003", "00002-of-00003", "00002-of-00003",
+                           "00003-of-00003"};
+    for (int k = 0; k < 5; k++) {
+        char name[2] = {(char)('a' + k), 0};
+        SafetensorsFile *sf;
+        size_t i;
+        float v[3];
+        REQUIRE(safetensors_index_find(x, name, &sf, &i) == 0, "%s missing", name);
+        CHECK(strstr(safetensors_path(sf), where[k]), "%s in %s", name, safetensors_path(sf));
+        CHECK(safetensors_read_f32(sf, i, v, &e) == 0 && v[0] == (float)k && v[2] == 2.0f,
+              "%s: %s", name, e.msg);
+        CHECK(safetensors_metadata_get(sf, "format") != NULL, "shard without metadata");
+    }
+    safetensors_index_close(x);
+    char idx[1300];
+    snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", dir);
+    FILE *fp = fopen(idx, "r");
+    char text[1024] = {0};
+    if (fp) {
+        size_t got = fread(text, 1, sizeof text - 1, fp);
+        text[got] = 0;
+        fclose(fp);
+    }
+    CHECK(strstr(text, "\"total_size\": 60"), "index lacks total_size 60: %s", text);
+
+    // Everything fits: one model.safetensors and no index.
+    snprintf(dir, sizeof dir, "%s/one", g_dir);
+    mkdir(dir, 0755);
+    REQUIRE(write_sharded(dir, 1 << 20, NULL, &e) == 0, "%s", e.msg);
+    CHECK(count_files(dir) == 1, "%d files, want model.safetensors alone", count_files(dir));
+    REQUIRE(safetensors_index_open(&x, dir, &e) == 0, "%s", e.msg);
+    CHECK(safetensors_index_count(x) == 5, "%zu tensors", safetensors_index_count(x));
+    safetensors_index_close(x);
+
+    // A failure in the second shard removes the first one again.
+    snprintf(dir, sizeof dir, "%s/failed", g_dir);
+    mkdir(dir, 0755);
+    CHECK(write_sharded(dir, 30, "zzz", &e) != 0 && strstr(e.msg, "expects 'd'"), "%s", e.msg);
+    printf("  %-28s %s\n", "failed sharded save", e.msg);
+    CHECK(count_files(dir) == 0, "%d files left behind", count_files(dir));
+    return g_fail;
+}
+
 // ---- oracle driver modes
 // --------------------------------------------------------------------------
 
@@ -670,6 +762,8 @@ int main(int argc, char **argv) {
         rc = test_index();
     else if (!strcmp(mode, "writer_errors"))
         rc = test_writer_errors();
+    else if (!strcmp(mode, "sharded_writer"))
+        rc = test_sharded_writer();
     else {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;
