@@ -412,6 +412,9 @@ static int test_index(void) {
     snprintf(p1, sizeof p1, "%s/model-00001-of-00002.safetensors", sub);
     snprintf(p2, sizeof p2, "%s/model-00002-of-00002.safetensors", sub);
     snprintf(pj, sizeof pj, "%s/model.safetensors.index.json", sub);
+    char single[1300];
+    snprintf(single, sizeof single, "%s/model.safetensors", sub);
+    unlink(single); // left by an earlier run's last step; it would win over the index
     const char *s1[] = {"a.weight", "b.weight"}, *s2[] = {"c.weight"};
     REQUIRE(write_tensor_file(p1, s1, 2, &e) == 0, "%s", e.msg);
     REQUIRE(write_tensor_file(p2, s2, 1, &e) == 0, "%s", e.msg);
@@ -469,8 +472,6 @@ static int test_index(void) {
           "duplicate across shards: %s", e.msg);
     printf("  %-28s %s\n", "tensor in two shards", e.msg);
     // A single model.safetensors wins over an index.
-    char single[1300];
-    snprintf(single, sizeof single, "%s/model.safetensors", sub);
     REQUIRE(write_tensor_file(single, s2, 1, &e) == 0, "%s", e.msg);
     REQUIRE(safetensors_index_open(&x, sub, &e) == 0, "%s", e.msg);
     CHECK(safetensors_index_count(x) == 1, "single file: %zu tensors", safetensors_index_count(x));
