@@ -5,10 +5,11 @@ set -euo pipefail
 
 # zlib: the zlib membership-inference attack (libz is already a dependency of HDF5).
 # python3-scipy, python3-nltk: independent oracles of the evaluation statistics (KS test, Porter
-# stemmer). chromium, poppler-utils: the test that renders report.html headless.
+# stemmer). chromium, poppler-utils: the test that renders report.html headless. python3-venv:
+# the safetensors oracle installs pip's `safetensors` into a venv over Debian's numpy and torch.
 packages=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libyaml-dev libopenblas-dev
           zlib1g-dev python3-torch python3-h5py python3-numpy python3-scipy python3-nltk
-          chromium poppler-utils fonts-dejavu-core)
+          python3-venv chromium poppler-utils fonts-dejavu-core)
 
 missing=()
 for p in "${packages[@]}"; do
