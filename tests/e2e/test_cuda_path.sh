@@ -12,7 +12,8 @@
 #                tensor's update (a linear function of its gradient here, see write_config)
 #                within 1e-3 relative with cosine >= 0.99999 (norm weights, whose gradients are
 #                sums that cancel, reach 1.2e-4; idkdpo's first step, the difference of two
-#                answers' gradients, 6e-4); the step's losses and gradient norm within 1e-5.
+#                answers' gradients, 6e-4); the step's losses and gradient norm within 1e-5
+#                (a KL or hidden-state retain term after the first step: 1e-4, see compare.py).
 #                bf16 mode (bf16 weights and activations, fp32 master weights and moments):
 #                tensors within 1e-2 with cosine >= 0.999, updates within 0.1 with cosine
 #                >= 0.995 (gradients through five blocks of bf16 activations; measured worst 0.07
@@ -150,12 +151,18 @@ for sa, sb in zip(la, lb):
             # reference's (rounded to nearest) holds rounding noise of the size of the KL itself
             # after one small step: bf16 measures it against the step's loss; fp32 checks the
             # KL itself to 1e-5.
-            scale = abs(sa[key])
+            # In fp32 a retain term that starts at 0 (KL, RMU's states) is quadratic in the first
+            # step's update, whose CPU-vs-device rounding reaches 1e-5: twice that, and more in
+            # the sanitizer build's CPU code (measured 1.1e-5 on npo+KL), so 1e-4 there.
+            scale, key_tol = abs(sa[key]), tol
             if mode == "bf16" and key in ("retain_loss", "retain_kl"):
                 scale = max(scale, abs(sa["loss"]))
+            if (mode == "fp32" and key in ("retain_loss", "retain_kl") and sa["step"] > 1
+                    and "retain_nll" not in sa):
+                key_tol = 1e-4
             d = abs(sa[key] - sb[key]) / max(scale, 1e-12)
             worst_step = max(worst_step, d)
-            assert d <= tol, f"step {sa['step']} {key}: {sa[key]} vs {sb[key]} ({d:.3g} > {tol})"
+            assert d <= key_tol, f"step {sa['step']} {key}: {sa[key]} vs {sb[key]} ({d:.3g} > {key_tol})"
 assert len(la) == len(lb) and la, (len(la), len(lb))
 start = tensors(sys.argv[6])
 upd_rel_max, upd_cos_min = (1e-3, 0.99999) if mode == "fp32" else (1e-1, 0.995)
