@@ -51,18 +51,6 @@ int engine_lowest_trained_block(const LlamaModel *m, const Optimizer *opt) {
     return lowest;
 }
 
-void engine_sum_per_sample(const int32_t *tsample, const float *v, size_t M, int n_samples,
-                           double *sums, int *counts) {
-    for (int s = 0; s < n_samples; s++) {
-        if (sums) sums[s] = 0.0;
-        if (counts) counts[s] = 0;
-    }
-    for (size_t j = 0; j < M; j++) {
-        if (sums) sums[tsample[j]] += v[j];
-        if (counts) counts[tsample[j]]++;
-    }
-}
-
 static int cpu_forward_hidden(Engine *g, const Batch *b, int layer, const float *target,
                               double *mse_sum, int *n, Err *e) {
     CpuEngine *c = cpu(g);
@@ -87,7 +75,7 @@ static int cpu_forward_hidden(Engine *g, const Batch *b, int layer, const float 
     timing_start(TIMER_CLASSIFIER_FORWARD);
     rows_mse_forward(c->mse, llama_hidden_rows(c->acts), rows_ref, target, M, (int)D);
     timing_stop(TIMER_CLASSIFIER_FORWARD);
-    engine_sum_per_sample(llama_target_sample(c->acts), c->mse, M, b->n_samples, mse_sum, n);
+    llama_sum_per_sample(llama_target_sample(c->acts), c->mse, M, b->n_samples, mse_sum, n);
     c->hidden_layer = layer;
     c->target_rows = rows_ref;
     c->target_vec = target;

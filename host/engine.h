@@ -87,10 +87,6 @@ void engine_close(Engine *g);
 // block 0 is trained, else the lowest block with a trained tensor (num_hidden_layers when none;
 // opt NULL: 0). Tensors after the blocks (final norm, untied head) get no gradient from there.
 int engine_lowest_trained_block(const LlamaModel *m, const Optimizer *opt);
-// sums[s] (and counts[s]) over the targets of each of n_samples samples of per-target values v,
-// in target order (either output may be NULL).
-void engine_sum_per_sample(const int32_t *tsample, const float *v, size_t M, int n_samples,
-                           double *sums, int *counts);
 
 // Checks device.name and device.dtype values (for config validation).
 int engine_check_request(const DeviceRequest *req, Err *e);

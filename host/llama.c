@@ -369,15 +369,15 @@ static int forward_trunk(const LlamaModel *m, LlamaActs *a, const Batch *b, int 
 }
 
 // Per-sample sums of a per-target value (log-probs or KL terms) and target counts.
-static void sum_per_sample(const LlamaActs *a, const float *per_target, double *sums,
-                           int *counts) {
-    if (sums)
-        for (int s = 0; s < a->n_samples; s++) sums[s] = 0.0;
-    if (counts)
-        for (int s = 0; s < a->n_samples; s++) counts[s] = 0;
-    for (size_t j = 0; j < a->n_targets; j++) {
-        if (sums) sums[a->tsample[j]] += per_target[j];
-        if (counts) counts[a->tsample[j]]++;
+void llama_sum_per_sample(const int32_t *tsample, const float *v, size_t M, int n_samples,
+                          double *sums, int *counts) {
+    for (int s = 0; s < n_samples; s++) {
+        if (sums) sums[s] = 0.0;
+        if (counts) counts[s] = 0;
+    }
+    for (size_t j = 0; j < M; j++) {
+        if (sums) sums[tsample[j]] += v[j];
+        if (counts) counts[tsample[j]]++;
     }
 }
 
@@ -392,7 +392,8 @@ int llama_forward(const LlamaModel *m, LlamaActs *a, const Batch *b, double *sum
     if (a->n_targets > 0)
         classifier_forward(a->logprob, a->lse, a->cls_scratch, a->xt, m->params + m->lm_head,
                            a->targets, a->n_targets, D, V);
-    sum_per_sample(a, a->logprob, sum_logprob, n_targets);
+    llama_sum_per_sample(a->tsample, a->logprob, a->n_targets, a->n_samples, sum_logprob,
+                         n_targets);
     timing_stop(TIMER_CLASSIFIER_FORWARD);
     return 0;
 }
@@ -445,7 +446,8 @@ int llama_forward_soft(const LlamaModel *m, LlamaActs *a, const Batch *b, const 
     if (a->n_targets > 0)
         classifier_soft_forward(a->soft_loss, a->lse, a->soft_gap, a->logprob, a->cls_scratch,
                                 a->xt, m->params + m->lm_head, &q, a->n_targets, D, V);
-    sum_per_sample(a, a->soft_loss, loss_sum, n_targets);
+    llama_sum_per_sample(a->tsample, a->soft_loss, a->n_targets, a->n_samples, loss_sum,
+                         n_targets);
     timing_stop(TIMER_CLASSIFIER_FORWARD);
     return 0;
 }

@@ -101,6 +101,11 @@ int llama_forward_soft(const LlamaModel *m, LlamaActs *a, const Batch *b, const 
                        const LlamaModel *ref, const LlamaActs *ref_acts, double *loss_sum,
                        int *n_targets, Err *e);
 const float *llama_target_loss(const LlamaActs *a);
+// sums[s] (and counts[s]) over the targets of each of n_samples samples of the per-target values
+// v (M of them; tsample[j] the sample of target j), in target order and in double: how every
+// head's per-sample sums are formed (either output may be NULL).
+void llama_sum_per_sample(const int32_t *tsample, const float *v, size_t M, int n_samples,
+                          double *sums, int *counts);
 // Targets of the last forward, in order: count, and the sample each belongs to, and its log-prob.
 size_t llama_n_targets(const LlamaActs *a);
 const int32_t *llama_target_sample(const LlamaActs *a);

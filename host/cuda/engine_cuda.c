@@ -90,8 +90,8 @@ static int e_forward_hidden(Engine *g, const Batch *b, int layer, const float *t
                                     st));
     }
     CUDA_TRY(e, cudaStreamSynchronize(st));
-    engine_sum_per_sample(llama_cuda_target_sample(c->model), c->h_mse, M, b->n_samples, mse_sum,
-                          n);
+    llama_sum_per_sample(llama_cuda_target_sample(c->model), c->h_mse, M, b->n_samples, mse_sum,
+                         n);
     c->hidden_layer = layer;
     c->target_rows = rows_ref;
     c->with_vec = target != NULL;

@@ -649,15 +649,8 @@ static int finish_head(LlamaCuda *d, double *sums, int *counts, Err *e) {
         CUDA_TRY(e, cudaMemcpyAsync(d->h_soft_loss, d->a.soft_loss, M * sizeof(float),
                                     cudaMemcpyDeviceToHost, d->stream));
     CUDA_TRY(e, cudaStreamSynchronize(d->stream));
-    const float *values = d->soft ? d->h_soft_loss : d->h_logprob;
-    if (sums)
-        for (int s = 0; s < d->n_samples; s++) sums[s] = 0.0;
-    if (counts)
-        for (int s = 0; s < d->n_samples; s++) counts[s] = 0;
-    for (size_t j = 0; j < M; j++) {
-        if (sums) sums[d->h_tsample[j]] += values[j];
-        if (counts) counts[d->h_tsample[j]]++;
-    }
+    llama_sum_per_sample(d->h_tsample, d->soft ? d->h_soft_loss : d->h_logprob, M, d->n_samples,
+                         sums, counts);
     d->have_forward = 1;
     return 0;
 }
