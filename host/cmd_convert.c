@@ -1,11 +1,12 @@
-// `lethe convert`: imports a llama2.c checkpoint (float or Q8_0) and its tokenizer into
-// checkpoint.h5 (HF names, q/k permuted to rotate-half once by the reader).
+// `lethe convert`: imports a llama2.c checkpoint (float or Q8_0) and its tokenizer, or a GGUF
+// file (convert_gguf.c), into checkpoint.h5 (HF names, q/k permuted to rotate-half once).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "convert_gguf.h"
 #include "llama.h"
 #include "llama2c.h"
 #include "model_file.h"
@@ -14,10 +15,11 @@
 
 int cmd_convert(int argc, char **argv) {
     CliOption opts[] = {
-        {"--from", NULL, 0, "source format: llama2c"},
+        {"--from", NULL, 0, "source format: llama2c or gguf"},
         {"--tokenizer", NULL, 0, "llama2.c tokenizer.bin to store in the checkpoint"},
         {"--out", NULL, 0, "output checkpoint.h5"},
-        {"--dtype", "float32", 0, "storage dtype: float32, bfloat16, float16"},
+        {"--dtype", NULL, 0,
+         "storage dtype: float32, bfloat16, float16 (default: float32; gguf: see above)"},
     };
     const int n = sizeof opts / sizeof opts[0];
     const char *pos[1];
@@ -25,11 +27,18 @@ int cmd_convert(int argc, char **argv) {
     Err e = {{0}};
     int rc = cli_parse(argc, argv, opts, n, pos, 1, &npos, &e);
     if (rc == 1) {
-        cli_usage("convert", "--from llama2c MODEL.bin [--tokenizer TOK.bin] --out M.h5",
+        cli_usage("convert",
+                  "--from llama2c MODEL.bin [--tokenizer TOK.bin] --out M.h5 | --from gguf "
+                  "FILE.gguf --out M.h5",
                   "Imports a llama2.c checkpoint: the legacy float export (7-int header, shared or\n"
                   "unshared classifier) or the version 2 Q8_0 export (dequantised). q/k rows are\n"
                   "permuted from interleaved-pair RoPE to HF rotate-half. The tokenizer, when given,\n"
-                  "is stored in the checkpoint so tokenize/generate need no other file.",
+                  "is stored in the checkpoint so tokenize/generate need no other file.\n"
+                  "GGUF (v2/v3, architectures llama and qwen2): tensors are dequantised (F32, F16,\n"
+                  "BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K) and stored one at a time; without\n"
+                  "--dtype F32/F16/BF16 tensors keep their type and quantised ones become float32.\n"
+                  "llama q/k rows are permuted to rotate-half. The GGUF tokenizer is not stored yet:\n"
+                  "the checkpoint has no /tokenizer.",
                   opts, n);
         return 0;
     }
@@ -41,8 +50,8 @@ int cmd_convert(int argc, char **argv) {
         err_set(&e, "give exactly one input file (see --help)");
         return cli_fail("convert", &e);
     }
-    if (!from || strcmp(from, "llama2c") != 0) {
-        err_set(&e, "--from must be 'llama2c' (got '%s'); HF safetensors and GGUF import come "
+    if (!from || (strcmp(from, "llama2c") != 0 && strcmp(from, "gguf") != 0)) {
+        err_set(&e, "--from must be 'llama2c' or 'gguf' (got '%s'); HF safetensors import comes "
                     "with the interop milestone",
                 from ? from : "nothing");
         return cli_fail("convert", &e);
@@ -51,7 +60,18 @@ int cmd_convert(int argc, char **argv) {
         err_set(&e, "--out M.h5 is required");
         return cli_fail("convert", &e);
     }
-    if (dtype_parse(cli_get(opts, n, "--dtype"), &dt, &e)) return cli_fail("convert", &e);
+    const char *dtname = cli_get(opts, n, "--dtype");
+    if (dtype_parse(dtname ? dtname : "float32", &dt, &e)) return cli_fail("convert", &e);
+    if (!strcmp(from, "gguf")) {
+        if (tokpath) {
+            err_set(&e, "--tokenizer is for llama2c; a GGUF file carries its own tokenizer");
+            return cli_fail("convert", &e);
+        }
+        char *line = model_file_command_line(argc, argv, "lethe convert");
+        rc = convert_gguf(pos[0], out, dtname ? &dt : NULL, line, &e);
+        free(line);
+        return rc ? cli_fail("convert", &e) : 0;
+    }
 
     ImportedModel im = {0};
     Tokenizer tok = {0};

@@ -16,6 +16,9 @@ typedef struct {
 // "created" entries; temporary name, fsync, rename. Nothing is left behind on failure.
 int model_file_write(const char *path, const LlamaModel *m, const Tokenizer *tok, StorageDtype dt,
                      const ProvenanceEntry *prov, int n_prov, Err *e);
+// The provenance entries of model_file_write ("engine", "created", then prov, skipping NULL
+// values) on an open writer, for converters that stream tensors into the writer themselves.
+int model_file_provenance(CkptWriter *w, const ProvenanceEntry *prov, int n_prov, Err *e);
 // Joins argv into one shell-like line (for the "command" provenance entry); caller frees.
 char *model_file_command_line(int argc, char **argv, const char *prefix);
 
