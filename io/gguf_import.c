@@ -217,8 +217,8 @@ static int plan_tensor(Planner *p, const char *gg, const char *hf, int ndim, int
         return err_set(e, "%s: tensor '%s' has type %s, which this reader cannot dequantise yet "
                           "(supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, "
                           "Q8_K)", P, gg, ggml_type_name(t->type));
-    if (p->used[i])
-        return err_set(e, "%s: tensor '%s' is mapped twice", P, gg); // cannot happen: names differ
+    if (p->used[i]) // keeps n_tensors within the table's size
+        return err_set(e, "%s: tensor '%s' is mapped twice", P, gg);
     p->used[i] = 1;
     GgufImportTensor *it = &p->imp->tensors[p->imp->n_tensors++];
     snprintf(it->name, sizeof it->name, "%s", hf);
@@ -240,8 +240,10 @@ static int build_plan(Planner *p, Err *e) {
     // llama.cpp stores llama q/k in Meta's interleaved-pair order; k has KV heads (design.md).
     const int permute = strcmp(imp->arch, "llama") == 0;
     const int qh = permute ? c->num_attention_heads : 0, kh = permute ? c->num_key_value_heads : 0;
-    int n_max = 3 + c->num_hidden_layers * 12;
-    if (!(imp->tensors = calloc((size_t)n_max, sizeof *imp->tensors)))
+    // Sized by the file, not the config: each plan entry claims a distinct GGUF tensor (see
+    // plan_tensor), so a hostile block_count cannot ask for gigabytes; the first tensor it
+    // implies and the file lacks is reported by name.
+    if (!(imp->tensors = calloc(gguf_tensor_count(p->f) + 1, sizeof *imp->tensors)))
         return err_set(e, "%s: out of memory for the tensor plan", gguf_path(p->f));
     if (plan_tensor(p, "token_embd.weight", "model.embed_tokens.weight", 2, V, D, 0, e))
         return -1;

@@ -580,6 +580,7 @@ typedef struct {
     const char *rope_scaling; // {arch}.rope.scaling.type
     int wrong_k_shape;        // k as [H*hd, D] instead of [KV*hd, D]
     int experts;              // {arch}.expert_count
+    uint32_t block_count;     // 0: 1
 } ModelOpts;
 
 typedef struct {
@@ -612,8 +613,8 @@ static void build_llama(Buf *b, const ModelOpts *o) {
     put_header(b, 3, (uint64_t)n, (uint64_t)n_kv);
     kv_str(b, "general.architecture", arch);
     kv_u32(b, "general.file_type", 0);
-    static const struct { const char *suffix; uint32_t v; } ints[] = {
-        {"block_count", 1}, {"embedding_length", 8}, {"feed_forward_length", 6},
+    const struct { const char *suffix; uint32_t v; } ints[] = {
+        {"block_count", o->block_count ? o->block_count : 1}, {"embedding_length", 8}, {"feed_forward_length", 6},
         {"attention.head_count", 2}, {"attention.head_count_kv", 1}, {"context_length", 64}};
     for (int i = 0; i < 6; i++) {
         snprintf(key, sizeof key, "%s.%s", arch, ints[i].suffix);
@@ -735,6 +736,8 @@ static int test_import(void) {
         {{.wrong_k_shape = 1}, "k-shape.gguf", "tensor 'blk.0.attn_k.weight' has shape [8, 8] (PyTorch order), expected [4, 8]"},
         {{.arch = "gpt2"}, "gpt2.gguf", "general.architecture = 'gpt2' is not supported"},
         {{.experts = 1}, "moe.gguf", "'llama.expert_count' = 8: mixture-of-experts"},
+        // found by fuzz_gguf: the plan was once sized by the config (gigabytes for this one)
+        {{.block_count = 16000000}, "many-blocks.gguf", "tensor 'blk.1.attn_norm.weight' (for model.layers.1.input_layernorm.weight) is missing"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = open_model(&bad[i].o, bad[i].file, &f, &imp, &e);
