@@ -267,7 +267,9 @@ def check_model(arch, **kw):
             for ours in ("rms_norm_eps", "rope_theta"):
                 if abs(float(a[ours]) - float(cfg[ours])) > 1e-6 * abs(float(cfg[ours])):
                     fail(f"{arch} config {ours}: {a[ours]} vs transformers {cfg[ours]}")
-            dtypes = sorted({str(h[n.replace('.', '/')].dtype) for n in names})
+            # h5py widens the checkpoint's bfloat16 to float32: report the stored widths.
+            dtypes = sorted({f"{h[n.replace('.', '/')].id.get_type().get_size() * 8}-bit"
+                             for n in names})
             src = h["provenance/source_format"][()].decode()
         print(f"{arch} ({'--dtype ' + dtype if dtype else 'native dtypes'}): {len(tensors)} "
               f"tensors vs transformers: {n_bits} values differ in bits, max |diff| {worst:.3g}; "
