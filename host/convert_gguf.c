@@ -33,8 +33,13 @@ int convert_gguf(const char *in, const char *out, const StorageDtype *dtype, con
     int rc = -1, n_by_dtype[3] = {0, 0, 0}, have_spec = 0;
     if (gguf_open(&f, in, e) || gguf_import_plan(f, &imp, e) || sha256_file(in, digest, e))
         goto done;
-    have_spec = gguf_find_key(f, "tokenizer.ggml.tokens") >= 0;
-    if (have_spec && gguf_tokenizer_spec(f, &spec, e)) goto done;
+    // The tokenizer is not stored yet, so a file whose tokenizer metadata is unusable still
+    // converts; the note says why the hand-off below would refuse it.
+    if (gguf_find_key(f, "tokenizer.ggml.tokens") >= 0) {
+        Err te = {{0}};
+        have_spec = gguf_tokenizer_spec(f, &spec, &te) == 0;
+        if (!have_spec) fprintf(stderr, "note: tokenizer metadata unusable: %s\n", te.msg);
+    }
     if (!(buf = malloc((size_t)(imp.max_numel ? imp.max_numel : 1) * sizeof(float)))) {
         err_set(e, "%s: out of memory for a %llu-float tensor buffer", in,
                 (unsigned long long)imp.max_numel);

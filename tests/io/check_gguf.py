@@ -271,6 +271,19 @@ def check_model(arch, **kw):
             dtypes = sorted({f"{h[n.replace('.', '/')].id.get_type().get_size() * 8}-bit"
                              for n in names})
             src = h["provenance/source_format"][()].decode()
+        # A failed conversion leaves an existing output as it was and no temporary behind.
+        if dtype is None:
+            cut = path + ".truncated"
+            with open(path, "rb") as fin, open(cut, "wb") as fout:
+                fout.write(fin.read()[:-100])
+            before = open(out, "rb").read()
+            r = subprocess.run([lethe, "convert", "--from", "gguf", cut, "--out", out],
+                               capture_output=True, text=True)
+            left = [n for n in os.listdir(workdir) if ".tmp-" in n]
+            if (r.returncode == 0 or "lie outside the file" not in r.stderr or
+                    open(out, "rb").read() != before or left):
+                fail(f"{arch}: converting a truncated file: rc {r.returncode}, {r.stderr.strip()}"
+                     f", output changed or temporaries left: {left}")
         print(f"{arch} ({'--dtype ' + dtype if dtype else 'native dtypes'}): {len(tensors)} "
               f"tensors vs transformers: {n_bits} values differ in bits, max |diff| {worst:.3g}; "
               f"stored as {', '.join(dtypes)}; {src}")
