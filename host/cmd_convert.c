@@ -1,11 +1,12 @@
-// `lethe convert`: imports a llama2.c checkpoint (float or Q8_0) and its tokenizer into
-// checkpoint.h5 (HF names, q/k permuted to rotate-half once by the reader).
+// `lethe convert`: imports a Hugging Face directory (host/hf_model.c) or a llama2.c checkpoint
+// (float or Q8_0) and its tokenizer into checkpoint.h5 (HF names, rotate-half q/k).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "hf_model.h"
 #include "llama.h"
 #include "llama2c.h"
 #include "model_file.h"
@@ -14,10 +15,12 @@
 
 int cmd_convert(int argc, char **argv) {
     CliOption opts[] = {
-        {"--from", NULL, 0, "source format: llama2c"},
+        {"--from", NULL, 0, "source format: hf (a Hugging Face model directory) or llama2c"},
         {"--tokenizer", NULL, 0, "llama2.c tokenizer.bin to store in the checkpoint"},
         {"--out", NULL, 0, "output checkpoint.h5"},
-        {"--dtype", "float32", 0, "storage dtype: float32, bfloat16, float16"},
+        {"--dtype", NULL, 0,
+         "storage dtype: float32, bfloat16, float16 (default: hf keeps each tensor's, llama2c "
+         "float32)"},
     };
     const int n = sizeof opts / sizeof opts[0];
     const char *pos[1];
@@ -25,11 +28,17 @@ int cmd_convert(int argc, char **argv) {
     Err e = {{0}};
     int rc = cli_parse(argc, argv, opts, n, pos, 1, &npos, &e);
     if (rc == 1) {
-        cli_usage("convert", "--from llama2c MODEL.bin [--tokenizer TOK.bin] --out M.h5",
-                  "Imports a llama2.c checkpoint: the legacy float export (7-int header, shared or\n"
-                  "unshared classifier) or the version 2 Q8_0 export (dequantised). q/k rows are\n"
-                  "permuted from interleaved-pair RoPE to HF rotate-half. The tokenizer, when given,\n"
-                  "is stored in the checkpoint so tokenize/generate need no other file.",
+        cli_usage("convert",
+                  "--from hf DIR --out M.h5 | --from llama2c MODEL.bin [--tokenizer TOK.bin] "
+                  "--out M.h5",
+                  "--from hf: a Hugging Face directory (LlamaForCausalLM, MistralForCausalLM,\n"
+                  "Qwen2ForCausalLM): config.json, model.safetensors or the sharded\n"
+                  "model-0000K-of-0000N.safetensors with model.safetensors.index.json (F32, F16,\n"
+                  "BF16). Streams tensor by tensor; each keeps its dtype unless --dtype is given.\n"
+                  "--from llama2c: the legacy float export (7-int header, shared or unshared\n"
+                  "classifier) or the version 2 Q8_0 export (dequantised). q/k rows are permuted\n"
+                  "from interleaved-pair RoPE to HF rotate-half. The tokenizer, when given, is\n"
+                  "stored in the checkpoint so tokenize/generate need no other file.",
                   opts, n);
         return 0;
     }
@@ -41,17 +50,27 @@ int cmd_convert(int argc, char **argv) {
         err_set(&e, "give exactly one input file (see --help)");
         return cli_fail("convert", &e);
     }
-    if (!from || strcmp(from, "llama2c") != 0) {
-        err_set(&e, "--from must be 'llama2c' (got '%s'); HF safetensors and GGUF import come "
-                    "with the interop milestone",
-                from ? from : "nothing");
+    if (!from || (strcmp(from, "llama2c") != 0 && strcmp(from, "hf") != 0)) {
+        err_set(&e, "--from must be 'hf' or 'llama2c' (got '%s')", from ? from : "nothing");
         return cli_fail("convert", &e);
     }
     if (!out) {
         err_set(&e, "--out M.h5 is required");
         return cli_fail("convert", &e);
     }
-    if (dtype_parse(cli_get(opts, n, "--dtype"), &dt, &e)) return cli_fail("convert", &e);
+    const char *dtype_arg = cli_get(opts, n, "--dtype");
+    if (dtype_parse(dtype_arg ? dtype_arg : "float32", &dt, &e)) return cli_fail("convert", &e);
+    if (strcmp(from, "hf") == 0) {
+        if (tokpath) {
+            err_set(&e, "--tokenizer is for llama2c; --from hf reads DIR/tokenizer.json");
+            return cli_fail("convert", &e);
+        }
+        char *line = model_file_command_line(argc, argv, "lethe convert");
+        HfImportOptions hopt = {dtype_arg != NULL, dt, line};
+        rc = hf_import(pos[0], out, &hopt, &e);
+        free(line);
+        return rc ? cli_fail("convert", &e) : 0;
+    }
 
     ImportedModel im = {0};
     Tokenizer tok = {0};

@@ -16,7 +16,8 @@ typedef struct {
 static const Subcommand commands[] = {
     {"info", cmd_info, "show a checkpoint's config, parameter count, dtypes and provenance"},
     {"init", cmd_init, "create a seeded random model from a YAML preset"},
-    {"convert", cmd_convert, "import a llama2.c checkpoint (float or Q8_0) into checkpoint.h5"},
+    {"convert", cmd_convert, "import a Hugging Face directory or a llama2.c checkpoint into checkpoint.h5"},
+    {"export", cmd_export, "write a checkpoint as a Hugging Face directory (safetensors + config.json)"},
     {"tokenize", cmd_tokenize, "turn text or JSONL into a token dataset (.h5)"},
     {"eval", cmd_eval, "per-sample log-probs, mean NLL and perplexity of a model on a dataset"},
     {"generate", cmd_generate, "generate text (greedy at temperature 0, else seeded sampling)"},
