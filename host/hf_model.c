@@ -396,6 +396,9 @@ int hf_import(const char *dir, const char *out, const HfImportOptions *opt, Err 
         const ParamTensor *p = &table.tensors[t];
         SafetensorsFile *f;
         size_t i;
+        if (t + 1 < table.n_tensors &&
+            safetensors_index_find(x, table.tensors[t + 1].name, &f, &i) == 0)
+            safetensors_prefetch(f, i);
         if (safetensors_index_find(x, p->name, &f, &i) != 0) {
             err_set(e, "%s: tensor %s is missing (%s with this config.json needs it)", dir,
                     p->name, hf_arch_class(arch));
