@@ -6,6 +6,9 @@
 #if LETHE_WITH_CUDA
 #include "engine_cuda.h"
 #endif
+#if LETHE_WITH_NCCL
+#include "comm_nccl.h"
+#endif
 
 typedef struct {
     const char *name;
@@ -38,6 +41,9 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
 #if LETHE_WITH_CUDA
     engine_register_cuda(engine_cuda_backend());
+#endif
+#if LETHE_WITH_NCCL
+    comm_register_nccl(comm_nccl_backend()); // data-parallel runs over GPUs (host/comm.h)
 #endif
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
