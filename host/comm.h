@@ -1,5 +1,5 @@
 // The communicator of data-parallel runs: which rank this process is, and the collectives over
-// fp32 buffers (single process, MPI on host buffers, NCCL on device buffers) with a fixed sum order.
+// fp32 buffers (single process; MPI, host buffers; NCCL, device buffers) with a fixed sum order.
 #ifndef LETHE_COMM_H
 #define LETHE_COMM_H
 

@@ -19,7 +19,7 @@ enum { SLAB = 1 << 22, TAG = 7 };
 typedef struct {
     Comm base;
     MPI_Comm world; // a duplicate of MPI_COMM_WORLD, errors returned
-    float *stage;   // (SLAB) contributions of every rank to this rank's chunk
+    float *stage;   // (size * ceil(SLAB / size)) every rank's contribution to this rank's chunk
     MPI_Request *req; // (2 * size)
     size_t *off, *len; // (size) each rank's part of the current slab
     int owns_init; // this communicator called MPI_Init, and finalizes
@@ -133,8 +133,9 @@ static int mpi_all_gather(Comm *c, const float *send, float *recv, size_t sc, Er
 }
 
 static int mpi_broadcast_bytes(Comm *c, void *buf, size_t bytes, int root, Err *e) {
-    for (size_t at = 0; at < bytes; at += (size_t)SLAB * sizeof(float)) {
-        const size_t n = bytes - at < (size_t)SLAB * sizeof(float) ? bytes - at : SLAB * sizeof(float);
+    const size_t piece_max = (size_t)SLAB * sizeof(float);
+    for (size_t at = 0; at < bytes; at += piece_max) {
+        const size_t n = bytes - at < piece_max ? bytes - at : piece_max;
         MPI_TRY(e, MPI_Bcast((char *)buf + at, (int)n, MPI_BYTE, root, mc(c)->world));
     }
     return 0;
@@ -204,7 +205,9 @@ int comm_mpi_open(Comm **out, const RankInfo *r, Err *e) {
     ++g_refs;
     m->base = (Comm){.ops = &k_mpi_ops, .kind = COMM_MPI, .rank = rank, .size = size,
                      .local_rank = r->local_rank, .source = r->source};
-    m->stage = malloc((size_t)SLAB * sizeof(float));
+    // size chunks of ceil(SLAB / size) values: up to size - 1 more than SLAB
+    m->stage = malloc((size_t)size * (((size_t)SLAB + (size_t)size - 1) / (size_t)size) *
+                      sizeof(float));
     m->req = malloc(2 * (size_t)size * sizeof *m->req);
     m->off = malloc((size_t)size * sizeof *m->off);
     m->len = malloc((size_t)size * sizeof *m->len);

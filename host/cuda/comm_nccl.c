@@ -31,7 +31,7 @@ typedef struct {
     ncclComm_t nccl;
     cudaStream_t stream;
     cublasHandle_t blas;
-    float *stage;    // device (SLAB)
+    float *stage;    // device (size * ceil(SLAB / size)), at least SLAB
     Comm *boot;      // the MPI communicator the id came over, or NULL
     double timeout_s;
     int device;
@@ -313,7 +313,10 @@ static int open_device_side(NcclComm *n, Err *e) {
     n->device = n->base.local_rank % ndev;
     CUDA_TRY(e, cudaSetDevice(n->device));
     CUDA_TRY(e, cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
-    CUDA_TRY(e, cudaMalloc((void **)&n->stage, (size_t)SLAB * sizeof(float)));
+    // size chunks of ceil(SLAB / size) values: up to size - 1 more than SLAB
+    const size_t size = (size_t)n->base.size;
+    const size_t stage_bytes = size * ((SLAB + size - 1) / size) * sizeof(float);
+    CUDA_TRY(e, cudaMalloc((void **)&n->stage, stage_bytes));
     CUBLAS_TRY(e, cublasCreate(&n->blas));
     CUBLAS_TRY(e, cublasSetStream(n->blas, n->stream));
     CUBLAS_TRY(e, cublasSetPointerMode(n->blas, CUBLAS_POINTER_MODE_HOST));

@@ -256,7 +256,8 @@ void test_invalid_calls_are_rejected() {
 void test_saxpy_and_sscal() {
     cublasHandle_t h;
     CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
-    std::vector<float> x = {1e8f, 0.5f, -3.0f, 1.0f / 3.0f, 7.0f}, y = {1.0f, 0.25f, 3.0f, 1.0f, -7.0f};
+    std::vector<float> x = {1e8f, 0.5f, -3.0f, 1.0f / 3.0f, 7.0f};
+    std::vector<float> y = {1.0f, 0.25f, 3.0f, 1.0f, -7.0f};
     DeviceBuffer<float> dx(x), dy(y);
     const float one = 1.0f, third = 1.0f / 3.0f;
     CHECK(cublasSaxpy(h, 5, &one, dx.get(), 1, dy.get(), 1) == CUBLAS_STATUS_SUCCESS);

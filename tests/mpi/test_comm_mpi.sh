@@ -16,8 +16,12 @@ fi
 # Open MPI refuses root without these; containers have no ptrace for single-copy shared memory.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
-# LeakSanitizer (LETHE_SANITIZE builds): Open MPI's start-up allocations live until exit.
+# LeakSanitizer (LETHE_SANITIZE builds): Open MPI's start-up allocations live until exit. The
+# suppressions match library names, which needs the slow unwinder (Open MPI has no frame
+# pointers) and components kept loaded (a dlclose'd one shows as <unknown module>).
 export LSAN_OPTIONS="suppressions=$(dirname "$0")/lsan_openmpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+export OMPI_MCA_mca_base_component_disable_dlclose=1
 run=(mpirun -np "$np" --oversubscribe "$driver")
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

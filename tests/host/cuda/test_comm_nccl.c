@@ -44,7 +44,8 @@ static int test_collectives(void) {
         const size_t n = sizes[s];
         float *h = malloc((n + 1) * sizeof(float)), *got = malloc((n + 1) * sizeof(float));
         REQUIRE(h && got, "malloc");
-        for (size_t i = 0; i < n; ++i) h[i] = ldexpf((float)(i * 2654435761u % 1000003u), -(int)(i % 20));
+        for (size_t i = 0; i < n; ++i)
+            h[i] = ldexpf((float)(i * 2654435761u % 1000003u), -(int)(i % 20));
         float *send = to_device(h, n), *recv = to_device(NULL, n), *big = NULL;
         REQUIRE(send && recv, "cudaMalloc");
         for (int op = COMM_SUM; op <= COMM_AVG; ++op) {
