@@ -56,9 +56,8 @@ static int post(MpiComm *m, int recv, void *buf, size_t len, int peer, int *nreq
     return 0;
 }
 
-// Every rank p sends `len(p)` values (its part destined for rank q is send_of(q)) to their owner:
-// after the call stage[p * my_len .. ] holds rank p's contribution to this rank's part.
-// part_off/part_len: rank q's part within the slab; src: this rank's slab.
+// Sends src[off[q] .. off[q] + len[q]) to each rank q (every rank does the same with its src):
+// afterwards stage[p * my_len ..] holds rank p's contribution to this rank's part.
 static int exchange_to_owners(MpiComm *m, const float *src, const size_t *off, const size_t *len,
                               size_t my_len, Err *e) {
     const int me = m->base.rank, n = m->base.size;
