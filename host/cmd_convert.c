@@ -1,5 +1,6 @@
-// `lethe convert`: imports a llama2.c checkpoint (float or Q8_0) and its tokenizer, or a GGUF
-// file (convert_gguf.c), into checkpoint.h5 (HF names, q/k permuted to rotate-half once).
+// `lethe convert`: imports a Hugging Face directory (host/hf_model.c), a GGUF file
+// (host/convert_gguf.c) or a llama2.c checkpoint (float or Q8_0) and its tokenizer into
+// checkpoint.h5 (HF names, rotate-half q/k).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "convert_gguf.h"
+#include "hf_model.h"
 #include "llama.h"
 #include "llama2c.h"
 #include "model_file.h"
@@ -15,11 +17,12 @@
 
 int cmd_convert(int argc, char **argv) {
     CliOption opts[] = {
-        {"--from", NULL, 0, "source format: llama2c or gguf"},
+        {"--from", NULL, 0, "source format: hf (a Hugging Face model directory), gguf or llama2c"},
         {"--tokenizer", NULL, 0, "llama2.c tokenizer.bin to store in the checkpoint"},
         {"--out", NULL, 0, "output checkpoint.h5"},
         {"--dtype", NULL, 0,
-         "storage dtype: float32, bfloat16, float16 (default: float32; gguf: see above)"},
+         "storage dtype: float32, bfloat16, float16 (default: hf and gguf keep each tensor's "
+         "F32/F16/BF16, gguf dequantises to float32, llama2c float32)"},
     };
     const int n = sizeof opts / sizeof opts[0];
     const char *pos[1];
@@ -28,17 +31,20 @@ int cmd_convert(int argc, char **argv) {
     int rc = cli_parse(argc, argv, opts, n, pos, 1, &npos, &e);
     if (rc == 1) {
         cli_usage("convert",
-                  "--from llama2c MODEL.bin [--tokenizer TOK.bin] --out M.h5 | --from gguf "
-                  "FILE.gguf --out M.h5",
-                  "Imports a llama2.c checkpoint: the legacy float export (7-int header, shared or\n"
-                  "unshared classifier) or the version 2 Q8_0 export (dequantised). q/k rows are\n"
-                  "permuted from interleaved-pair RoPE to HF rotate-half. The tokenizer, when given,\n"
-                  "is stored in the checkpoint so tokenize/generate need no other file.\n"
-                  "GGUF (v2/v3, architectures llama and qwen2): tensors are dequantised (F32, F16,\n"
-                  "BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K) and stored one at a time; without\n"
-                  "--dtype F32/F16/BF16 tensors keep their type and quantised ones become float32.\n"
-                  "llama q/k rows are permuted to rotate-half. The GGUF tokenizer is not stored yet:\n"
-                  "the checkpoint has no /tokenizer.",
+                  "--from hf DIR --out M.h5 | --from gguf FILE.gguf --out M.h5 | --from llama2c "
+                  "MODEL.bin [--tokenizer TOK.bin] --out M.h5",
+                  "--from hf: a Hugging Face directory (LlamaForCausalLM, MistralForCausalLM,\n"
+                  "Qwen2ForCausalLM): config.json, model.safetensors or the sharded\n"
+                  "model-0000K-of-0000N.safetensors with model.safetensors.index.json (F32, F16,\n"
+                  "BF16). Streams tensor by tensor; each keeps its dtype unless --dtype is given.\n"
+                  "--from gguf: GGUF v2/v3, architectures llama (q/k permuted to rotate-half) and\n"
+                  "qwen2; F32/F16/BF16 kept, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q2_K..Q6_K dequantised as\n"
+                  "ggml does and stored as float32; tensor by tensor. The GGUF tokenizer is not\n"
+                  "stored yet: the checkpoint has no /tokenizer.\n"
+                  "--from llama2c: the legacy float export (7-int header, shared or unshared\n"
+                  "classifier) or the version 2 Q8_0 export (dequantised). q/k rows are permuted\n"
+                  "from interleaved-pair RoPE to HF rotate-half. The tokenizer, when given, is\n"
+                  "stored in the checkpoint so tokenize/generate need no other file.",
                   opts, n);
         return 0;
     }
@@ -50,9 +56,9 @@ int cmd_convert(int argc, char **argv) {
         err_set(&e, "give exactly one input file (see --help)");
         return cli_fail("convert", &e);
     }
-    if (!from || (strcmp(from, "llama2c") != 0 && strcmp(from, "gguf") != 0)) {
-        err_set(&e, "--from must be 'llama2c' or 'gguf' (got '%s'); HF safetensors import comes "
-                    "with the interop milestone",
+    if (!from || (strcmp(from, "llama2c") != 0 && strcmp(from, "hf") != 0 &&
+                  strcmp(from, "gguf") != 0)) {
+        err_set(&e, "--from must be 'hf', 'gguf' or 'llama2c' (got '%s')",
                 from ? from : "nothing");
         return cli_fail("convert", &e);
     }
@@ -60,15 +66,26 @@ int cmd_convert(int argc, char **argv) {
         err_set(&e, "--out M.h5 is required");
         return cli_fail("convert", &e);
     }
-    const char *dtname = cli_get(opts, n, "--dtype");
-    if (dtype_parse(dtname ? dtname : "float32", &dt, &e)) return cli_fail("convert", &e);
-    if (!strcmp(from, "gguf")) {
+    const char *dtype_arg = cli_get(opts, n, "--dtype");
+    if (dtype_parse(dtype_arg ? dtype_arg : "float32", &dt, &e)) return cli_fail("convert", &e);
+    if (strcmp(from, "hf") == 0) {
+        if (tokpath) {
+            err_set(&e, "--tokenizer is for llama2c; --from hf reads DIR/tokenizer.json");
+            return cli_fail("convert", &e);
+        }
+        char *line = model_file_command_line(argc, argv, "lethe convert");
+        HfImportOptions hopt = {dtype_arg != NULL, dt, line};
+        rc = hf_import(pos[0], out, &hopt, &e);
+        free(line);
+        return rc ? cli_fail("convert", &e) : 0;
+    }
+    if (strcmp(from, "gguf") == 0) {
         if (tokpath) {
             err_set(&e, "--tokenizer is for llama2c; a GGUF file carries its own tokenizer");
             return cli_fail("convert", &e);
         }
         char *line = model_file_command_line(argc, argv, "lethe convert");
-        rc = convert_gguf(pos[0], out, dtname ? &dt : NULL, line, &e);
+        rc = convert_gguf(pos[0], out, dtype_arg ? &dt : NULL, line, &e);
         free(line);
         return rc ? cli_fail("convert", &e) : 0;
     }

@@ -24,7 +24,7 @@ static size_t add_tensor(LlamaModel *m, const char *name, int64_t d0, int64_t d1
     return t->offset;
 }
 
-int llama_create(LlamaModel *m, const ModelConfig *cfg, Err *e) {
+int llama_create_table(LlamaModel *m, const ModelConfig *cfg, Err *e) {
     memset(m, 0, sizeof *m);
     if (model_config_validate(cfg, "model config", e)) return -1;
     m->cfg = *cfg;
@@ -59,6 +59,11 @@ int llama_create(LlamaModel *m, const ModelConfig *cfg, Err *e) {
     }
     m->norm = add_tensor(m, "model.norm.weight", D, 0);
     m->lm_head = cfg->tie_word_embeddings ? m->embed : add_tensor(m, "lm_head.weight", V, D);
+    return 0;
+}
+
+int llama_create(LlamaModel *m, const ModelConfig *cfg, Err *e) {
+    if (llama_create_table(m, cfg, e)) return -1;
     m->params = calloc(m->n_params, sizeof(float));
     if (!m->params)
         return err_set(e, "out of memory: the model needs %zu MiB of parameters",

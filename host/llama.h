@@ -52,6 +52,9 @@ typedef struct LlamaActs LlamaActs;
 
 // Allocates the parameter table for cfg (parameters zeroed).
 int llama_create(LlamaModel *m, const ModelConfig *cfg, Err *e);
+// The table only (names, shapes, offsets; params stays NULL): for code that streams tensors one
+// by one, such as the importers. llama_free releases it.
+int llama_create_table(LlamaModel *m, const ModelConfig *cfg, Err *e);
 void llama_free(LlamaModel *m);
 const ParamTensor *llama_find_tensor(const LlamaModel *m, const char *name);
 // Seeded init like HF's: normal(0, std) for matrices, ones for norms, zeros for biases.

@@ -6,6 +6,9 @@
 #if LETHE_WITH_CUDA
 #include "engine_cuda.h"
 #endif
+#if LETHE_WITH_NCCL
+#include "comm_nccl.h"
+#endif
 
 typedef struct {
     const char *name;
@@ -16,7 +19,8 @@ typedef struct {
 static const Subcommand commands[] = {
     {"info", cmd_info, "show a checkpoint's config, parameter count, dtypes and provenance"},
     {"init", cmd_init, "create a seeded random model from a YAML preset"},
-    {"convert", cmd_convert, "import a llama2.c checkpoint (float or Q8_0) or a GGUF file into checkpoint.h5"},
+    {"convert", cmd_convert, "import a Hugging Face directory, a GGUF file or a llama2.c checkpoint into checkpoint.h5"},
+    {"export", cmd_export, "write a checkpoint as a Hugging Face directory (safetensors + config.json)"},
     {"tokenize", cmd_tokenize, "turn text or JSONL into a token dataset (.h5)"},
     {"eval", cmd_eval, "per-sample log-probs, mean NLL and perplexity of a model on a dataset"},
     {"generate", cmd_generate, "generate text (greedy at temperature 0, else seeded sampling)"},
@@ -37,6 +41,9 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
 #if LETHE_WITH_CUDA
     engine_register_cuda(engine_cuda_backend());
+#endif
+#if LETHE_WITH_NCCL
+    comm_register_nccl(comm_nccl_backend()); // data-parallel runs over GPUs (host/comm.h)
 #endif
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {

@@ -336,10 +336,12 @@ static int write_rows(hid_t d, hid_t ftype, const void *buf, int ndim, const hsi
     return rc < 0 ? -1 : 0;
 }
 
-int ckpt_writer_tensor(CkptWriter *w, const char *name, const float *data, int ndim,
-                       const int64_t *shape, StorageDtype dt, Err *e) {
-    char path[512];
-    if (tensor_path(name, path, sizeof path) != 0)
+// Creates the dataset of a tensor (checks name, rank, shape, dtype, uniqueness). *n gets the
+// element count; the caller writes and closes d and ftype.
+static int create_tensor_dataset(CkptWriter *w, const char *name, int ndim, const int64_t *shape,
+                                 StorageDtype dt, char *path, size_t pathlen, hsize_t *dims,
+                                 size_t *n, hid_t *ftype_out, hid_t *d_out, Err *e) {
+    if (tensor_path(name, path, pathlen) != 0)
         return err_set(e,
                        "%s: tensor name \"%s\" is not a dotted parameter name (letters, digits, "
                        "'_' and single '.' only)",
@@ -349,8 +351,7 @@ int ckpt_writer_tensor(CkptWriter *w, const char *name, const float *data, int n
                        CKPT_MAX_DIMS);
     if (dt != DTYPE_F32 && dt != DTYPE_BF16 && dt != DTYPE_F16)
         return err_set(e, "%s: %s: unknown storage dtype %d", w->path, path, (int)dt);
-    hsize_t dims[CKPT_MAX_DIMS];
-    size_t n = 1;
+    *n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 1 || shape[i] > ((int64_t)1 << 40)) {
             char s[128];
@@ -359,12 +360,11 @@ int ckpt_writer_tensor(CkptWriter *w, const char *name, const float *data, int n
                            path, s);
         }
         dims[i] = (hsize_t)shape[i];
-        n *= (size_t)shape[i];
+        *n *= (size_t)shape[i];
     }
     if (h5util_path_exists(w->file, path) != 0)
         return err_set(e, "%s: tensor %s is written twice (or its path is taken by a group)",
                        w->path, path);
-
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     hid_t ftype = dtype_h5type(dt);
     hid_t sp = H5Screate_simple(ndim, dims, NULL);
@@ -373,13 +373,39 @@ int ckpt_writer_tensor(CkptWriter *w, const char *name, const float *data, int n
     if (lcpl >= 0 && ftype >= 0 && sp >= 0 && dcpl >= 0 &&
         H5Pset_create_intermediate_group(lcpl, 1) >= 0)
         d = H5Dcreate2(w->file, path, ftype, sp, lcpl, dcpl, H5P_DEFAULT);
-    int rc = 0, h5fail = 0;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (sp >= 0) H5Sclose(sp);
+    if (lcpl >= 0) H5Pclose(lcpl);
     if (d < 0) {
         char last[512];
         h5util_last_error(last, sizeof last, NULL, 0);
-        rc = err_set(e, "%s: cannot create dataset %s (HDF5: %s); check free disk space", w->path,
-                     path, last);
-    } else if (dt == DTYPE_F32) {
+        if (ftype >= 0) H5Tclose(ftype);
+        return err_set(e, "%s: cannot create dataset %s (HDF5: %s); check free disk space",
+                       w->path, path, last);
+    }
+    *ftype_out = ftype;
+    *d_out = d;
+    return 0;
+}
+
+static int write_failed(CkptWriter *w, const char *path, Err *e) {
+    char last[512];
+    h5util_last_error(last, sizeof last, NULL, 0);
+    return err_set(e, "%s: writing %s failed (HDF5: %s); check free disk space", w->path, path,
+                   last);
+}
+
+int ckpt_writer_tensor(CkptWriter *w, const char *name, const float *data, int ndim,
+                       const int64_t *shape, StorageDtype dt, Err *e) {
+    char path[512];
+    hsize_t dims[CKPT_MAX_DIMS];
+    size_t n;
+    hid_t ftype, d;
+    if (create_tensor_dataset(w, name, ndim, shape, dt, path, sizeof path, dims, &n, &ftype, &d,
+                              e))
+        return -1;
+    int rc = 0, h5fail = 0;
+    if (dt == DTYPE_F32) {
         h5fail = H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0;
     } else {
         // Stage RNE-rounded bits block by block and write them with the file type as memory
@@ -405,17 +431,26 @@ int ckpt_writer_tensor(CkptWriter *w, const char *name, const float *data, int n
             free(buf);
         }
     }
-    if (h5fail) {
-        char last[512];
-        h5util_last_error(last, sizeof last, NULL, 0);
-        rc = err_set(e, "%s: writing %s failed (HDF5: %s); check free disk space", w->path, path,
-                     last);
-    }
-    if (d >= 0) H5Dclose(d);
-    if (dcpl >= 0) H5Pclose(dcpl);
-    if (sp >= 0) H5Sclose(sp);
-    if (ftype >= 0) H5Tclose(ftype);
-    if (lcpl >= 0) H5Pclose(lcpl);
+    if (h5fail) rc = write_failed(w, path, e);
+    H5Dclose(d);
+    H5Tclose(ftype);
+    return rc;
+}
+
+int ckpt_writer_tensor_raw(CkptWriter *w, const char *name, const void *bits, int ndim,
+                           const int64_t *shape, StorageDtype dt, Err *e) {
+    char path[512];
+    hsize_t dims[CKPT_MAX_DIMS];
+    size_t n;
+    hid_t ftype, d;
+    if (create_tensor_dataset(w, name, ndim, shape, dt, path, sizeof path, dims, &n, &ftype, &d,
+                              e))
+        return -1;
+    // The file type as memory type: HDF5 copies the bits untouched (little-endian both sides).
+    int rc = H5Dwrite(d, ftype, H5S_ALL, H5S_ALL, H5P_DEFAULT, bits) < 0 ? write_failed(w, path, e)
+                                                                         : 0;
+    H5Dclose(d);
+    H5Tclose(ftype);
     return rc;
 }
 
@@ -804,6 +839,50 @@ int ckpt_reader_tensor(CkptReader *r, const char *name, float *dst, int ndim,
         float f = dt == DTYPE_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
         memcpy(base + 4 * i, &f, 4);
     }
+    return 0;
+}
+
+int ckpt_reader_tensor_raw(CkptReader *r, const char *name, void *dst, int ndim,
+                           const int64_t *shape, StorageDtype *dt_out, Err *e) {
+    char path[512];
+    if (tensor_path(name, path, sizeof path) != 0)
+        return err_set(e, "%s: \"%s\" is not a dotted parameter name", r->path, name);
+    hid_t d;
+    int rc = open_dataset(r, path, &d, e);
+    if (rc == 1) return missing_tensor(r, path, ndim, shape, e);
+    if (rc < 0) return -1;
+    int fdim, be;
+    int64_t fshape[CKPT_MAX_DIMS];
+    StorageDtype dt;
+    rc = dataset_info(r, d, path, &fdim, fshape, &dt, &be, e);
+    int same = rc == 0 && fdim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = fshape[i] == shape[i];
+    if (rc == 0 && !same) {
+        char a[128], b[128];
+        shape_str(a, sizeof a, fdim, fshape);
+        shape_str(b, sizeof b, ndim, shape);
+        rc = err_set(e, "%s: %s has shape %s, expected %s", r->path, path, a, b);
+    }
+    size_t n = 1;
+    for (int i = 0; rc == 0 && i < ndim; i++) n *= (size_t)shape[i];
+    if (rc == 0) rc = check_storage(r, d, path, n * (dt == DTYPE_F32 ? 4 : 2), e);
+    hid_t mtype = rc == 0 ? H5Dget_type(d) : H5I_INVALID_HID;
+    if (rc == 0 && (mtype < 0 || H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)) {
+        char last[512];
+        h5util_last_error(last, sizeof last, NULL, 0);
+        rc = err_set(e, "%s: reading %s: the file is truncated or damaged (HDF5: %s)", r->path,
+                     path, last);
+    }
+    if (mtype >= 0) H5Tclose(mtype);
+    H5Oclose(d);
+    if (rc != 0) return -1;
+    if (be && dt == DTYPE_F32) {
+        uint32_t *p = dst;
+        for (size_t i = 0; i < n; i++) p[i] = __builtin_bswap32(p[i]);
+    } else if (be) {
+        swap16(dst, n);
+    }
+    *dt_out = dt;
     return 0;
 }
 

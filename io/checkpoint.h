@@ -34,6 +34,10 @@ int ckpt_writer_open(CkptWriter **w, const char *path, const ModelConfig *cfg, E
 // name is the HF parameter name ("model.layers.0.mlp.up_proj.weight").
 int ckpt_writer_tensor(CkptWriter *w, const char *name, const float *data, int ndim,
                        const int64_t *shape, StorageDtype dt, Err *e);
+// The same from bits already in the storage dtype (float32, or bf16/f16 as little-endian
+// uint16): no conversion, e.g. safetensors tensors imported as they are stored.
+int ckpt_writer_tensor_raw(CkptWriter *w, const char *name, const void *bits, int ndim,
+                           const int64_t *shape, StorageDtype dt, Err *e);
 // A text entry under /provenance (stored as a string dataset, no size limit).
 int ckpt_writer_provenance(CkptWriter *w, const char *key, const char *value, Err *e);
 int ckpt_writer_tokenizer(CkptWriter *w, const Tokenizer *t, Err *e);
@@ -55,6 +59,10 @@ int ckpt_reader_tensor_info(CkptReader *r, const char *name, int *ndim, int64_t 
 // type is one of the storage dtypes. Raw read (memory type = file type), conversion here.
 int ckpt_reader_tensor(CkptReader *r, const char *name, float *dst, int ndim,
                        const int64_t *shape, Err *e);
+// The stored bits (little-endian; 4 or 2 bytes per element, *dt says which) after the same
+// checks; dst must hold numel * 4 bytes. For export without a round trip through float32.
+int ckpt_reader_tensor_raw(CkptReader *r, const char *name, void *dst, int ndim,
+                           const int64_t *shape, StorageDtype *dt, Err *e);
 // *present = 0 when the file carries no /tokenizer group.
 int ckpt_reader_tokenizer(CkptReader *r, Tokenizer *t, int *present, Err *e);
 // Provenance keys in file order; returns count, fills up to max names (malloc'd; caller frees).

@@ -409,6 +409,13 @@ int safetensors_read_raw(SafetensorsFile *f, size_t i, void *out, Err *e) {
     return read_at(f, what, t->offset, out, (size_t)t->nbytes, e);
 }
 
+void safetensors_prefetch(SafetensorsFile *f, size_t i) {
+    if (!f || f->fd < 0 || i >= f->n) return;
+    // Advisory: the kernel starts reading while the caller is busy writing the previous tensor.
+    (void)posix_fadvise(f->fd, (off_t)f->tensors[i].offset, (off_t)f->tensors[i].nbytes,
+                        POSIX_FADV_WILLNEED);
+}
+
 #define CONVERT_CHUNK 32768 // 16-bit elements widened per read: 64 KiB of reads at a time
 
 int safetensors_read_f32(SafetensorsFile *f, size_t i, float *out, Err *e) {

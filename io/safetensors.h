@@ -69,6 +69,10 @@ int safetensors_read_f32(SafetensorsFile *f, size_t i, float *out, Err *e);
 // Tensor i's nbytes stored bytes, unchanged (little-endian, as in the file).
 int safetensors_read_raw(SafetensorsFile *f, size_t i, void *out, Err *e);
 
+// Asks the kernel to start reading tensor i in the background (posix_fadvise WILLNEED), so a
+// reader that handles tensors one by one overlaps the next read with its own work. Advisory.
+void safetensors_prefetch(SafetensorsFile *f, size_t i);
+
 // ---- sharded directories --------------------------------------------------------------------
 
 typedef struct SafetensorsIndex SafetensorsIndex;

@@ -7,7 +7,9 @@ set -euo pipefail
 # python3-scipy, python3-nltk: independent oracles of the evaluation statistics (KS test, Porter
 # stemmer). chromium, poppler-utils: the test that renders report.html headless. python3-venv:
 # the safetensors oracle installs pip's `safetensors` into a venv over Debian's numpy and torch.
+# openmpi-bin, libopenmpi-dev: the MPI communicator (host/comm_mpi.c) and its mpirun tests.
 packages=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libyaml-dev libopenblas-dev
+          openmpi-bin libopenmpi-dev
           zlib1g-dev python3-torch python3-h5py python3-numpy python3-scipy python3-nltk
           python3-venv chromium poppler-utils fonts-dejavu-core)
 

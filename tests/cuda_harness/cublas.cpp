@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 
 #include <cblas.h>
+#include <math.h>
 
 #include <vector>
 
@@ -267,6 +268,47 @@ cublasStatus_t CUBLASWINAPI cublasGetPointerMode_v2(cublasHandle_t handle,
     if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (mode == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
     *mode = handle->pointer_mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// Level-1 fp32 with unit increments (what the NCCL communicator's fixed-order sum uses): each
+// element on its own, y = alpha * x + y as one fused multiply-add (a GPU's FFMA), x = alpha * x.
+static cublasStatus_t check_vector(const char* api, const char* name, const void* p, int n,
+                                   int inc) {
+    if (inc != 1) {
+        report("%s: inc%s = %d is not emulated (1 only)", api, name, inc);
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    if (n > 0 && classify_range(p, static_cast<size_t>(n) * sizeof(float)).kind !=
+                     RangeKind::device) {
+        report("%s: %s (%d floats) is not (entirely) in device memory", api, name, n);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t CUBLASWINAPI cublasSaxpy_v2(cublasHandle_t handle, int n, const float* alpha,
+                                           const float* x, int incx, float* y, int incy) {
+    if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+    cublasStatus_t st = check_vector("cublasSaxpy", "x", x, n, incx);
+    if (st == CUBLAS_STATUS_SUCCESS) st = check_vector("cublasSaxpy", "y", y, n, incy);
+    if (st != CUBLAS_STATUS_SUCCESS || n <= 0) return st;
+    float a;
+    if (!read_scalar(handle, alpha, &a)) return CUBLAS_STATUS_INVALID_VALUE;
+    DeviceAccess access{x, y};
+    for (int i = 0; i < n; ++i) y[i] = fmaf(a, x[i], y[i]);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t CUBLASWINAPI cublasSscal_v2(cublasHandle_t handle, int n, const float* alpha,
+                                           float* x, int incx) {
+    if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+    const cublasStatus_t st = check_vector("cublasSscal", "x", x, n, incx);
+    if (st != CUBLAS_STATUS_SUCCESS || n <= 0) return st;
+    float a;
+    if (!read_scalar(handle, alpha, &a)) return CUBLAS_STATUS_INVALID_VALUE;
+    DeviceAccess access{x};
+    for (int i = 0; i < n; ++i) x[i] = a * x[i];
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include <atomic>
+#include <mutex>
+#include <vector>
 
 struct ncclComm {
     int nranks;
@@ -19,6 +21,16 @@ using namespace lethe_harness::detail;
 namespace {
 
 std::atomic<int> g_group_depth{0};
+
+// Point-to-point with one rank is a send to self, which NCCL only completes inside a group: the
+// sends and receives of the group are queued here and matched in order at the outer ncclGroupEnd.
+struct P2p {
+    const void* send;
+    void* recv;
+    size_t bytes;
+};
+std::mutex g_p2p_mutex;
+std::vector<P2p> g_sends, g_recvs;
 
 size_t type_bytes(ncclDataType_t t) {
     switch (t) {
@@ -173,12 +185,87 @@ ncclResult_t ncclGroupStart() {
 }
 
 ncclResult_t ncclGroupEnd() {
-    if (g_group_depth.fetch_sub(1) <= 0) {
+    const int depth = g_group_depth.fetch_sub(1);
+    if (depth <= 0) {
         ++g_group_depth;
         report("ncclGroupEnd without ncclGroupStart");
         return ncclInvalidUsage;
     }
+    if (depth > 1) return ncclSuccess;
+    std::lock_guard<std::mutex> lock(g_p2p_mutex);
+    ncclResult_t rc = ncclSuccess;
+    if (g_sends.size() != g_recvs.size()) {
+        report("ncclGroupEnd: %zu sends to self and %zu receives from self do not pair up (a "
+               "real NCCL would hang)", g_sends.size(), g_recvs.size());
+        rc = ncclInvalidUsage;
+    }
+    for (size_t i = 0; rc == ncclSuccess && i < g_sends.size(); ++i) {
+        if (g_sends[i].bytes != g_recvs[i].bytes) {
+            report("ncclGroupEnd: send %zu to self has %zu bytes, the matching receive %zu", i,
+                   g_sends[i].bytes, g_recvs[i].bytes);
+            rc = ncclInvalidUsage;
+        } else if (g_sends[i].bytes) {
+            DeviceAccess access{g_sends[i].send, g_recvs[i].recv};
+            memmove(g_recvs[i].recv, g_sends[i].send, g_sends[i].bytes);
+        }
+    }
+    g_sends.clear();
+    g_recvs.clear();
+    return rc;
+}
+
+// ncclSend/ncclRecv to and from self (peer 0), queued until the group ends; the buffers are
+// checked like the collectives' (one_rank_copy with send == recv only checks).
+static ncclResult_t p2p(const char* api, const void* buf, size_t count, ncclDataType_t type,
+                        int peer, ncclComm_t comm, cudaStream_t stream, bool is_send) {
+    if (peer != 0) {
+        report("%s: peer %d does not exist in a one-rank communicator", api, peer);
+        return ncclInvalidArgument;
+    }
+    if (g_group_depth.load() <= 0) {
+        report("%s: a send to or receive from self outside ncclGroupStart/ncclGroupEnd never "
+               "completes", api);
+        return ncclInvalidUsage;
+    }
+    const ncclResult_t rc =
+        one_rank_copy(api, buf, const_cast<void*>(buf), count, type, comm, stream);
+    if (rc != ncclSuccess) return rc;
+    std::lock_guard<std::mutex> lock(g_p2p_mutex);
+    const P2p op{buf, const_cast<void*>(buf), count * type_bytes(type)};
+    (is_send ? g_sends : g_recvs).push_back(op);
     return ncclSuccess;
+}
+
+ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype, int peer,
+                      ncclComm_t comm, cudaStream_t stream) {
+    return p2p("ncclSend", sendbuff, count, datatype, peer, comm, stream, true);
+}
+
+ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype, int peer,
+                      ncclComm_t comm, cudaStream_t stream) {
+    return p2p("ncclRecv", recvbuff, count, datatype, peer, comm, stream, false);
+}
+
+// A non-blocking communicator (config->blocking = 0) behaves as a blocking one here: every call
+// completes before it returns, so ncclCommGetAsyncError never reports ncclInProgress.
+ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUniqueId commId, int rank,
+                                    ncclConfig_t* config) {
+    (void)config;
+    return ncclCommInitRank(comm, nranks, commId, rank);
+}
+
+ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* asyncError) {
+    if (comm == nullptr || asyncError == nullptr) return ncclInvalidArgument;
+    *asyncError = ncclSuccess;
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommFinalize(ncclComm_t comm) {
+    return comm == nullptr ? ncclInvalidArgument : ncclSuccess;
+}
+
+ncclResult_t ncclCommAbort(ncclComm_t comm) {
+    return ncclCommDestroy(comm);
 }
 
 const char* ncclGetErrorString(ncclResult_t result) {

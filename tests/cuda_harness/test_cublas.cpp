@@ -252,11 +252,33 @@ void test_invalid_calls_are_rejected() {
 
 }  // namespace
 
+// y = alpha x + y as one fused multiply-add per element, x = alpha x; unit increments only.
+void test_saxpy_and_sscal() {
+    cublasHandle_t h;
+    CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+    std::vector<float> x = {1e8f, 0.5f, -3.0f, 1.0f / 3.0f, 7.0f};
+    std::vector<float> y = {1.0f, 0.25f, 3.0f, 1.0f, -7.0f};
+    DeviceBuffer<float> dx(x), dy(y);
+    const float one = 1.0f, third = 1.0f / 3.0f;
+    CHECK(cublasSaxpy(h, 5, &one, dx.get(), 1, dy.get(), 1) == CUBLAS_STATUS_SUCCESS);
+    std::vector<float> want(5);
+    for (int i = 0; i < 5; ++i) want[i] = x[i] + y[i];  // alpha 1: the rounded sum
+    CHECK(dy.download() == want);
+    CHECK(cublasSscal(h, 5, &third, dy.get(), 1) == CUBLAS_STATUS_SUCCESS);
+    for (int i = 0; i < 5; ++i) want[i] *= third;
+    CHECK(dy.download() == want);
+    CHECK(cublasSaxpy(h, 5, &one, x.data(), 1, dy.get(), 1) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(cublasSaxpy(h, 6, &one, dx.get(), 1, dy.get(), 1) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(cublasSscal(h, 2, &third, dy.get(), 2) == CUBLAS_STATUS_NOT_SUPPORTED);
+    CHECK(cublasDestroy(h) == CUBLAS_STATUS_SUCCESS);
+}
+
 int main() {
     run_test("gemm_ex_matches_naive_for_all_transposes",
              test_gemm_ex_matches_naive_for_all_transposes);
     run_test("sgemm_and_strided_batches", test_sgemm_and_strided_batches);
     run_test("device_pointer_mode", test_device_pointer_mode);
     run_test("invalid_calls_are_rejected", test_invalid_calls_are_rejected);
+    run_test("saxpy_and_sscal", test_saxpy_and_sscal);
     return test_exit_code();
 }

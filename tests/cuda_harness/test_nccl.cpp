@@ -57,10 +57,44 @@ void test_more_than_one_rank_is_refused() {
     CHECK(strcmp(ncclGetErrorString(ncclSuccess), "no error") == 0);
 }
 
+// Send to self and receive from self pair up in order inside a group; outside a group, or
+// unpaired, they are refused (a real NCCL would hang).
+void test_send_recv_to_self() {
+    ncclUniqueId id;
+    CHECK(ncclGetUniqueId(&id) == ncclSuccess);
+    ncclComm_t comm;
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    CHECK(ncclCommInitRankConfig(&comm, 1, id, 0, &config) == ncclSuccess);
+    ncclResult_t async = ncclInProgress;
+    CHECK(ncclCommGetAsyncError(comm, &async) == ncclSuccess && async == ncclSuccess);
+    std::vector<float> a = {1, 2, 3}, b = {4, 5};
+    DeviceBuffer<float> da(a), db(b), ra(3), rb(2);
+    cudaStream_t s;
+    CHECK_CUDA(cudaStreamCreate(&s));
+    CHECK(ncclGroupStart() == ncclSuccess);
+    CHECK(ncclRecv(ra.get(), 3, ncclFloat32, 0, comm, s) == ncclSuccess);  // before its send
+    CHECK(ncclSend(da.get(), 3, ncclFloat32, 0, comm, s) == ncclSuccess);
+    CHECK(ncclSend(db.get(), 2, ncclFloat32, 0, comm, s) == ncclSuccess);
+    CHECK(ncclRecv(rb.get(), 2, ncclFloat32, 0, comm, s) == ncclSuccess);
+    CHECK(ncclGroupEnd() == ncclSuccess);
+    CHECK(ra.download() == a && rb.download() == b);
+    CHECK(ncclSend(da.get(), 3, ncclFloat32, 0, comm, s) == ncclInvalidUsage);  // no group
+    CHECK(ncclGroupStart() == ncclSuccess);
+    CHECK(ncclSend(da.get(), 3, ncclFloat32, 1, comm, s) == ncclInvalidArgument);  // no peer 1
+    CHECK(ncclSend(da.get(), 3, ncclFloat32, 0, comm, s) == ncclSuccess);
+    CHECK(ncclRecv(rb.get(), 2, ncclFloat32, 0, comm, s) == ncclSuccess);
+    CHECK(ncclGroupEnd() == ncclInvalidUsage);  // 3 values sent, 2 received
+    CHECK_CUDA(cudaStreamDestroy(s));
+    CHECK(ncclCommFinalize(comm) == ncclSuccess);
+    CHECK(ncclCommAbort(comm) == ncclSuccess);
+}
+
 }  // namespace
 
 int main() {
     run_test("one_rank_collectives", test_one_rank_collectives);
     run_test("more_than_one_rank_is_refused", test_more_than_one_rank_is_refused);
+    run_test("send_recv_to_self", test_send_recv_to_self);
     return test_exit_code();
 }

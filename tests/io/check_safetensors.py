@@ -2,7 +2,7 @@
 # Oracle test of io/safetensors against the reference `safetensors` package: files it writes
 # (numpy F32/F16/I64, torch BF16) read back through our reader bit-exactly, and files our writer
 # writes load in safetensors.numpy / safetensors.torch bit-exactly (F16/BF16 equal to torch's RNE).
-# Usage: check_safetensors.py DRIVER WORKDIR VENV   (DRIVER = test_io_safetensors)
+# Usage: check_safetensors.py DRIVER WORKDIR VENV   (DRIVER = test_io_safetensors; VENV: tools/interop_venv.sh)
 import os
 import subprocess
 import sys
@@ -12,18 +12,19 @@ driver, workdir, venv = sys.argv[1], sys.argv[2], sys.argv[3]
 try:
     import safetensors  # noqa: F401
 except ImportError:
-    # Debian's python has numpy and torch but not safetensors: install it into a venv that sees
-    # them, once per build tree, and run this script again inside it.
+    # Debian's python has numpy and torch but not safetensors: run again inside the interop venv
+    # (tools/interop_venv.sh: Debian's packages plus the Hugging Face ones from PyPI).
     if os.environ.get("LETHE_ST_IN_VENV"):
         sys.exit("safetensors still missing inside " + venv)
-    py = os.path.join(venv, "bin", "python")
-    if not os.path.exists(py):
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
-    pip = subprocess.run([py, "-m", "pip", "install", "-q", "safetensors"], capture_output=True,
-                         text=True, timeout=240)
-    if pip.returncode != 0:
-        print("SKIP: pip could not install safetensors (registry unreachable?):\n" + pip.stderr)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run(["bash", os.path.join(root, "tools", "interop_venv.sh"), venv],
+                       stdout=subprocess.PIPE, text=True)
+    if r.returncode == 77:
+        print("SKIP: pip could not install the reference packages (registry unreachable?)")
         sys.exit(77)
+    if r.returncode != 0:
+        sys.exit("FAIL: tools/interop_venv.sh failed")
+    py = r.stdout.strip().splitlines()[-1]
     os.environ["LETHE_ST_IN_VENV"] = "1"
     os.execv(py, [py] + sys.argv)
 

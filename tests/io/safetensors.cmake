@@ -16,12 +16,12 @@ lethe_st_test(writer_errors safetensors_failed_or_aborted_write_leaves_nothing_b
 lethe_st_test(sharded_writer
               safetensors_sharded_writer_splits_at_the_size_limit_with_an_index_and_cleans_up)
 
-# The reference implementation (pip `safetensors`, in a venv under the build tree that sees
+# The reference implementation (pip `safetensors`, in the interop venv under the build tree that sees
 # Debian's numpy and torch) reads what we write and writes what we read, bit for bit. Exit 77
 # (skipped, with a message) only when pip cannot reach the registry.
 add_test(NAME safetensors_interoperates_bit_exactly_with_the_reference_package
          COMMAND ${LETHE_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/check_safetensors.py
                  $<TARGET_FILE:test_io_safetensors> ${_st_tmp}/oracle
-                 ${CMAKE_BINARY_DIR}/safetensors-venv)
+                 ${CMAKE_BINARY_DIR}/interop-venv)
 set_tests_properties(safetensors_interoperates_bit_exactly_with_the_reference_package
                      PROPERTIES LABELS "unit" TIMEOUT 300 SKIP_RETURN_CODE 77)
