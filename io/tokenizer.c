@@ -364,10 +364,6 @@ int tokenizer_build(Tokenizer *t, const TokenizerOptions *opt, int vocab_size,
             return err_set(e, "tokenizer: token %d has length %d but no bytes", i, piece_len[i]);
         if (scores && isnan(scores[i]))
             return err_set(e, "tokenizer: token %d has a NaN merge score", i);
-        if (token_flags && (token_flags[i] & TOKENIZER_TOKEN_NORMALIZED) &&
-            opt->normalizer != TOKENIZER_NORM_NONE)
-            return err_set(e, "tokenizer: added token %d is matched in normalised text, which "
-                              "is supported only without a normaliser", i);
         if (piece_len[i] > maxlen) maxlen = piece_len[i];
     }
     for (int r = 0; r < n_merges; r++)
@@ -689,6 +685,7 @@ typedef struct {
     char *buf; // scratch: a pre-token in the byte alphabet
     size_t cap_buf;
     const char *segment; // the normalised text being split
+    int prefix_ok;       // add_prefix_space of the call
     Err *e;
 } Enc;
 
@@ -791,32 +788,83 @@ static int emit_piece(void *ctx, size_t start, size_t end) {
     return bpe_word(c, c->segment + start, end - start);
 }
 
-// Encodes one stretch of text between added tokens. `first`: it starts the text (offset 0).
-static int encode_segment(Enc *c, const char *s, size_t len, int first, int prefix_ok) {
-    const Tokenizer *t = c->t;
-    const TokenizerOptions *o = &t->opt;
-    char *norm = NULL, *alt = NULL;
-    int rc = -1;
-    if (o->normalizer == TOKENIZER_NORM_NFC && !unicode_quick_nfc(s, len)) {
-        norm = unicode_nfc(s, len, &len);
-        if (!norm) return err_set(c->e, "tokenizer_encode: out of memory");
-        s = norm;
+// The longest added token of the raw-matched (pass 0) or normalised-matched (pass 1) set at
+// s[0..len), or -1.
+static int added_at(const Tokenizer *t, const char *s, size_t len, int pass) {
+    const TokenizerIndex *x = t->index;
+    int lo = pass ? x->n_added - x->n_added_normalized : 0;
+    int hi = pass ? x->n_added : x->n_added - x->n_added_normalized;
+    for (int i = lo; i < hi; i++) {
+        int id = x->added[i];
+        if ((uint8_t)t->pieces[id][0] != (uint8_t)s[0]) continue;
+        if ((size_t)t->piece_len[id] <= len &&
+            memcmp(t->pieces[id], s, (size_t)t->piece_len[id]) == 0)
+            return id; // sorted longest first within a first byte
     }
-    int spm_space = o->normalizer == TOKENIZER_NORM_SPM_PREPEND ||
-                    o->pre == TOKENIZER_PRE_METASPACE || o->kind == TOKENIZER_SPM_SCORES;
-    if (spm_space) { // " " -> "▁", with the SentencePiece prefix
-        int prefix;
-        if (o->normalizer == TOKENIZER_NORM_SPM_PREPEND) prefix = len > 0; // Prepend("▁")
-        else if (o->kind == TOKENIZER_SPM_SCORES) prefix = o->add_prefix_space;
-        else
-            prefix = len > 0 && s[0] != ' ' &&
+    return -1;
+}
+
+// Splits text[0..len) on the added tokens of `pass` (leftmost, then longest; lstrip/rstrip
+// swallow adjacent whitespace) and calls `part` on each stretch between them with its offset.
+typedef int (*PartFn)(Enc *c, const char *s, size_t len, size_t offset, int first);
+static int split_added(Enc *c, const char *text, size_t len, int pass, int first, PartFn part) {
+    const Tokenizer *t = c->t;
+    const TokenizerIndex *x = t->index;
+    int have = pass ? x->n_added_normalized : x->n_added - x->n_added_normalized;
+    size_t seg = 0;
+    if (have > 0) {
+        uint8_t starts[256] = {0}; // bytes that start some added token, for a quick skip
+        int lo = pass ? x->n_added - x->n_added_normalized : 0;
+        for (int i = lo; i < lo + have; i++) starts[(uint8_t)t->pieces[x->added[i]][0]] = 1;
+        for (size_t p = 0; p < len;) {
+            int id = starts[(uint8_t)text[p]] ? added_at(t, text + p, len - p, pass) : -1;
+            if (id < 0) {
+                p++;
+                continue;
+            }
+            size_t a = p, b = p + (size_t)t->piece_len[id];
+            uint8_t f = t->token_flags[id];
+            if (f & TOKENIZER_TOKEN_LSTRIP)
+                while (a > seg) {
+                    size_t k = a - 1;
+                    while (k > seg && ((uint8_t)text[k] & 0xC0) == 0x80) k--;
+                    uint32_t cp;
+                    utf8_next(text + k, a - k, &cp);
+                    if (!unicode_is_space(cp)) break;
+                    a = k;
+                }
+            if (f & TOKENIZER_TOKEN_RSTRIP)
+                while (b < len) {
+                    uint32_t cp;
+                    int k = utf8_next(text + b, len - b, &cp);
+                    if (!unicode_is_space(cp)) break;
+                    b += (size_t)k;
+                }
+            if (a > seg) {
+                int rc = part(c, text + seg, a - seg, seg, first && seg == 0);
+                if (rc) return rc;
+            }
+            if (idvec_push(&c->out, id)) return err_set(c->e, "tokenizer_encode: out of memory");
+            seg = p = b;
+        }
+    }
+    if (len > seg) return part(c, text + seg, len - seg, seg, first && seg == 0);
+    return 0;
+}
+
+// Pre-tokenises and merges one stretch of normalised text. `first`: it starts the input text.
+static int encode_part(Enc *c, const char *s, size_t len, size_t offset, int first) {
+    const TokenizerOptions *o = &c->t->opt;
+    (void)offset;
+    char *alt = NULL;
+    int suppress = first && !c->prefix_ok;
+    if (o->pre == TOKENIZER_PRE_METASPACE) { // " " -> "▁", and the prefix unless one is there
+        int prefix = len > 0 && s[0] != ' ' && !suppress &&
                      (o->prepend_scheme == TOKENIZER_PREPEND_ALWAYS ||
                       (o->prepend_scheme == TOKENIZER_PREPEND_FIRST && first));
-        if (first && !prefix_ok) prefix = 0;
         size_t n_sp = 0;
         for (size_t i = 0; i < len; i++) n_sp += s[i] == ' ';
-        alt = malloc(len + 2 * n_sp + 4);
-        if (!alt) goto oom;
+        if (!(alt = malloc(len + 2 * n_sp + 4))) goto oom;
         size_t m = 0;
         if (prefix) memcpy(alt, SPACE_MARK, 3), m = 3;
         for (size_t i = 0; i < len; i++) {
@@ -825,22 +873,55 @@ static int encode_segment(Enc *c, const char *s, size_t len, int first, int pref
         }
         s = alt;
         len = m;
-    } else if (o->byte_level_prefix_space && len > 0 && s[0] != ' ' && !(first && !prefix_ok)) {
-        alt = malloc(len + 1);
-        if (!alt) goto oom;
+    } else if (o->byte_level_prefix_space && len > 0 && s[0] != ' ' && !suppress) {
+        if (!(alt = malloc(len + 1))) goto oom;
         alt[0] = ' ';
         memcpy(alt + 1, s, len);
         s = alt;
         len++;
     }
-    if (o->kind == TOKENIZER_SPM_SCORES) {
-        rc = spm_encode(c, s, len, 0);
-    } else {
-        c->segment = s;
-        rc = tokenizer_split(o->pre, s, len, emit_piece, c);
-        if (rc > 0) rc = -1;
-        else if (rc < 0 && c->e && !c->e->msg[0]) goto oom;
+    c->segment = s;
+    int rc = tokenizer_split(o->pre, s, len, emit_piece, c);
+    if (rc < 0 && c->e && !c->e->msg[0]) goto oom;
+    free(alt);
+    return rc ? -1 : 0;
+oom:
+    free(alt);
+    return err_set(c->e, "tokenizer_encode: out of memory");
+}
+
+// Encodes one stretch of raw text between added tokens: normalise, split on the added tokens
+// matched in normalised text, then pre-tokenise and merge each part.
+static int encode_segment(Enc *c, const char *s, size_t len, size_t offset, int first) {
+    const Tokenizer *t = c->t;
+    const TokenizerOptions *o = &t->opt;
+    (void)offset;
+    char *norm = NULL, *alt = NULL;
+    int rc;
+    if (o->normalizer == TOKENIZER_NORM_NFC && !unicode_quick_nfc(s, len)) {
+        if (!(norm = unicode_nfc(s, len, &len))) goto oom;
+        s = norm;
     }
+    if (o->normalizer == TOKENIZER_NORM_SPM_PREPEND || o->kind == TOKENIZER_SPM_SCORES) {
+        // " " -> "▁" with the SentencePiece prefix: HF's Prepend("▁") on every non-empty
+        // stretch; llama.cpp's add_space_prefix at the start and after every special token.
+        int prefix = len > 0 && (o->kind == TOKENIZER_SPM_SCORES ? o->add_prefix_space : 1);
+        if (first && !c->prefix_ok) prefix = 0;
+        size_t n_sp = 0;
+        for (size_t i = 0; i < len; i++) n_sp += s[i] == ' ';
+        if (!(alt = malloc(len + 2 * n_sp + 4))) goto oom;
+        size_t m = 0;
+        if (prefix) memcpy(alt, SPACE_MARK, 3), m = 3;
+        for (size_t i = 0; i < len; i++) {
+            if (s[i] == ' ') memcpy(alt + m, SPACE_MARK, 3), m += 3;
+            else alt[m++] = s[i];
+        }
+        s = alt;
+        len = m;
+    }
+    if (o->kind == TOKENIZER_SPM_SCORES) rc = spm_encode(c, s, len, 0);
+    else if (t->index->n_added_normalized > 0) rc = split_added(c, s, len, 1, first, encode_part);
+    else rc = encode_part(c, s, len, 0, first);
     free(norm);
     free(alt);
     return rc;
@@ -848,65 +929,6 @@ oom:
     free(norm);
     free(alt);
     return err_set(c->e, "tokenizer_encode: out of memory");
-}
-
-// The longest added token (of the raw- or normalised-match set) at s[0..len), or -1.
-static int added_at(const Tokenizer *t, const char *s, size_t len, int normalized) {
-    const TokenizerIndex *x = t->index;
-    int lo = normalized ? x->n_added - x->n_added_normalized : 0;
-    int hi = normalized ? x->n_added : x->n_added - x->n_added_normalized;
-    for (int i = lo; i < hi; i++) {
-        int id = x->added[i];
-        if ((uint8_t)t->pieces[id][0] != (uint8_t)s[0]) continue;
-        if ((size_t)t->piece_len[id] <= len && memcmp(t->pieces[id], s, (size_t)t->piece_len[id]) == 0)
-            return id; // sorted longest first within a first byte
-    }
-    return -1;
-}
-
-// Splits s[from..to) on added tokens (leftmost, then longest), encoding the text between them.
-// Pass 0 matches tokens flagged raw, pass 1 (inside pass 0's stretches) the normalised ones.
-static int encode_with_added(Enc *c, const char *text, size_t from, size_t to, int pass,
-                             int prefix_ok) {
-    const Tokenizer *t = c->t;
-    int have = pass == 0 ? t->index->n_added - t->index->n_added_normalized
-                         : t->index->n_added_normalized;
-    size_t seg = from;
-    if (have > 0) {
-        // Bytes that start some added token, for a quick skip.
-        uint8_t starts[256] = {0};
-        int lo = pass ? t->index->n_added - t->index->n_added_normalized : 0;
-        for (int i = lo; i < lo + have; i++) starts[(uint8_t)t->pieces[t->index->added[i]][0]] = 1;
-        for (size_t p = from; p < to;) {
-            int id = starts[(uint8_t)text[p]] ? added_at(t, text + p, to - p, pass) : -1;
-            if (id < 0) {
-                p++;
-                continue;
-            }
-            size_t a = p, b = p + (size_t)t->piece_len[id];
-            uint8_t f = t->token_flags[id];
-            if (f & TOKENIZER_TOKEN_LSTRIP) // swallow whitespace to the left
-                while (a > seg && unicode_is_space((uint8_t)text[a - 1]) &&
-                       (uint8_t)text[a - 1] < 0x80)
-                    a--;
-            if (f & TOKENIZER_TOKEN_RSTRIP)
-                while (b < to && (uint8_t)text[b] < 0x80 && unicode_is_space((uint8_t)text[b])) b++;
-            if (a > seg) {
-                int rc = pass == 0 && t->index->n_added_normalized > 0
-                             ? encode_with_added(c, text, seg, a, 1, prefix_ok)
-                             : encode_segment(c, text + seg, a - seg, seg == 0, prefix_ok);
-                if (rc) return rc;
-            }
-            if (idvec_push(&c->out, id)) return err_set(c->e, "tokenizer_encode: out of memory");
-            seg = p = b;
-        }
-    }
-    if (to > seg) {
-        if (pass == 0 && t->index->n_added_normalized > 0)
-            return encode_with_added(c, text, seg, to, 1, prefix_ok);
-        return encode_segment(c, text + seg, to - seg, seg == 0, prefix_ok);
-    }
-    return 0;
 }
 
 int tokenizer_encode(const Tokenizer *t, const char *text, int add_bos, int add_prefix_space,
@@ -943,7 +965,8 @@ int tokenizer_encode(const Tokenizer *t, const char *text, int add_bos, int add_
         }
         if (rc == 0) rc = spm_encode(&c, text, tlen, lead);
     } else if (rc == 0) {
-        rc = encode_with_added(&c, text, 0, tlen, 0, add_prefix_space);
+        c.prefix_ok = add_prefix_space;
+        rc = split_added(&c, text, tlen, 0, 1, encode_segment);
     }
     if (rc == 0 && eos) rc = idvec_push(&c.out, t->eos_id);
     if (rc == 0 && c.out.n > tlen + 3)

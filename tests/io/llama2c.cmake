@@ -39,3 +39,20 @@ lethe_l2c_test(test_io_json errors_with_position json_reports_errors_with_line_a
 lethe_l2c_test(test_io_json deep_nesting json_rejects_nesting_beyond_depth_limit)
 # Exit code 77 (shown as skipped, with a message) when shared/data/tofu is absent.
 lethe_l2c_test(test_io_json tofu_files json_reads_tofu_files_with_record_counts ${LETHE_TOFU_DIR})
+
+# The tokenizer oracle: every kind against Hugging Face `tokenizers` (and transformers' GGUF
+# conversion of the real SmolLM2 tokenizer), encode and decode token for token on the shared
+# corpus plus edge cases, through the checkpoint and the tokenizer.json writer. The oracle venv
+# is built under the build tree by tools/interop_venv.sh; exit 77 (skipped, with "SKIP:") only
+# when PyPI is unreachable.
+add_executable(tokenizer_driver ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer_driver.c)
+target_link_libraries(tokenizer_driver PRIVATE lethe_io)
+set(LETHE_SHARED_DATA_DIR ${CMAKE_SOURCE_DIR}/../shared/data CACHE PATH
+    "shared/data (TOFU and text corpora) for the tokenizer oracle")
+add_test(NAME tokenizers_match_hf_token_for_token_on_corpus_and_edge_cases
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/check_tokenizers.py
+                 $<TARGET_FILE:tokenizer_driver> ${CMAKE_CURRENT_BINARY_DIR}/tok-oracle
+                 ${CMAKE_BINARY_DIR}/interop-venv ${CMAKE_BINARY_DIR}/smollm2
+                 ${LETHE_SHARED_DATA_DIR} ${LETHE_MODELS})
+set_tests_properties(tokenizers_match_hf_token_for_token_on_corpus_and_edge_cases
+                     PROPERTIES LABELS "unit" TIMEOUT 900 SKIP_RETURN_CODE 77)
