@@ -859,7 +859,9 @@ static int encode_part(Enc *c, const char *s, size_t len, size_t offset, int fir
     char *alt = NULL;
     int suppress = first && !c->prefix_ok;
     if (o->pre == TOKENIZER_PRE_METASPACE) { // " " -> "▁", and the prefix unless one is there
-        int prefix = len > 0 && s[0] != ' ' && !suppress &&
+        // HF prepends unless the replaced text already starts with "▁" (a space or a "▁").
+        int marked = len > 0 && (s[0] == ' ' || (len >= 3 && memcmp(s, SPACE_MARK, 3) == 0));
+        int prefix = len > 0 && !marked && !suppress &&
                      (o->prepend_scheme == TOKENIZER_PREPEND_ALWAYS ||
                       (o->prepend_scheme == TOKENIZER_PREPEND_FIRST && first));
         size_t n_sp = 0;

@@ -649,7 +649,9 @@ int tokenizer_write_hf_json(const Tokenizer *t, const char *path, Err *e) {
         n_merges = t->n_merges;
     }
 
-    // Which tokens go to added_tokens: flagged ones, and for score kinds the unk/BOS/EOS.
+    // Which tokens go to added_tokens: flagged ones, and for score kinds BOS and EOS (special,
+    // so decode(skip_special_tokens) drops them). Not unk: llama2.c encodes the text "<unk>" as
+    // characters, and an added token would be matched instead.
     int unk = t->opt.unk_id;
     if (score_kind && unk < 0 && V > 0 && strcmp(hp[0], "<unk>") == 0) unk = 0;
     sb_printf(&b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
@@ -657,7 +659,7 @@ int tokenizer_write_hf_json(const Tokenizer *t, const char *path, Err *e) {
     int first = 1;
     for (int id = 0; id < V; id++) {
         uint8_t f = t->token_flags[id];
-        if (score_kind && (id == unk || id == t->bos_id || id == t->eos_id) &&
+        if (score_kind && (id == t->bos_id || id == t->eos_id) &&
             !(f & TOKENIZER_TOKEN_ADDED))
             f = TOKENIZER_TOKEN_ADDED | TOKENIZER_TOKEN_SPECIAL;
         if (!(f & TOKENIZER_TOKEN_ADDED)) continue;

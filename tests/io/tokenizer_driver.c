@@ -159,7 +159,8 @@ static void decode_ids(const Tokenizer *t, const int32_t *ids, int n, int skip_s
     StrBuf raw = {0};
     sb_printf(&raw, "%s", "");
     char buf[1 << 17];
-    int prev = -1;
+    // llama2.c decodes what follows BOS; the other kinds' decoders see the start of the text.
+    int prev = t->opt.kind == TOKENIZER_LLAMA2C ? t->bos_id : -1;
     for (int i = 0; i < n; i++) {
         if (skip_special && (t->token_flags[ids[i]] & TOKENIZER_TOKEN_SPECIAL)) continue;
         size_t len;
