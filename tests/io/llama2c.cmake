@@ -18,6 +18,14 @@ lethe_l2c_test(test_io_tokenizer roundtrip_stories
                tokenizer_round_trips_tinystories_with_reference_token_counts ${_l2c_args})
 lethe_l2c_test(test_io_tokenizer rejects_bad_files
                tokenizer_rejects_truncated_or_mismatched_files_clearly ${_l2c_args})
+lethe_l2c_test(test_io_tokenizer invalid_utf8
+               tokenizer_keeps_invalid_utf8_byte_for_byte_in_every_kind ${_l2c_args})
+lethe_l2c_test(test_io_tokenizer digest_v1
+               tokenizer_llama2c_digest_keeps_the_v1_layout ${_l2c_args})
+lethe_l2c_test(test_io_tokenizer spec_llama
+               tokenizer_gguf_llama_spec_encodes_like_llama2c ${_l2c_args})
+lethe_l2c_test(test_io_tokenizer rejects_unsupported
+               tokenizer_rejects_unsupported_hf_and_gguf_configurations_by_name ${_l2c_args})
 
 add_executable(test_io_llama2c ${CMAKE_CURRENT_SOURCE_DIR}/test_llama2c.c)
 target_link_libraries(test_io_llama2c PRIVATE lethe_io m)
