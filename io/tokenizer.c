@@ -106,6 +106,7 @@ static int piece_lookup(const Tokenizer *t, const char *s, size_t len) {
 
 static int merge_lookup(const Tokenizer *t, int a, int b, int *rank, int *result) {
     const TokenizerIndex *x = t->index;
+    if (!x->merge_key) return 0; // no merges at all (a vocabulary of single characters)
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
     for (size_t h = hash_u64(key) & x->merge_mask;; h = (h + 1) & x->merge_mask) {
         if (x->merge_key[h] == UINT64_MAX) return 0;

@@ -107,6 +107,9 @@ int tokenizer_build(Tokenizer *t, const TokenizerOptions *opt, int vocab_size,
 // Hugging Face tokenizer.json (model BPE). Anything it cannot reproduce exactly is an error
 // naming the file, the field and what is supported.
 int tokenizer_read_hf_json(Tokenizer *t, const char *path, Err *e);
+// The same from text in memory (need not be NUL-terminated); name is used in messages.
+int tokenizer_read_hf_json_memory(Tokenizer *t, const char *text, size_t len, const char *name,
+                                  Err *e);
 // Writes tokenizer.json (temporary name, renamed into place) that HF `tokenizers` loads and
 // encodes identically. Score kinds become BPE with merges derived from the scores, the way
 // transformers' SentencePiece converter derives them.

@@ -285,11 +285,26 @@ static int is_int_in(const JsonValue *v, double lo, double hi) {
     return json_is(v, JSON_NUMBER) && d >= lo && d <= hi && d == (double)(long long)d;
 }
 
+static int read_hf_root(Tokenizer *t, JsonValue *root, const char *path, Err *e);
+
 int tokenizer_read_hf_json(Tokenizer *t, const char *path, Err *e) {
     memset(t, 0, sizeof *t);
-    Ctx c = {path, e};
     JsonValue *root = json_parse_file(path, JSON_FILE_SINGLE, e);
     if (!root) return -1;
+    return read_hf_root(t, root, path, e);
+}
+
+int tokenizer_read_hf_json_memory(Tokenizer *t, const char *text, size_t len, const char *name,
+                                  Err *e) {
+    memset(t, 0, sizeof *t);
+    JsonValue *root = json_parse(text, len, e);
+    if (!root) return err_prefix(e, "%s", name);
+    return read_hf_root(t, root, name, e);
+}
+
+// Reads the parsed document (and frees it).
+static int read_hf_root(Tokenizer *t, JsonValue *root, const char *path, Err *e) {
+    Ctx c = {path, e};
     int rc = -1, V = 0, n_merges = 0, bytelevel = 0, bos = -1, eos = -1;
     const char **pieces = NULL;
     int *lens = NULL;
