@@ -298,7 +298,8 @@ static int round_trips(const Tokenizer *t, const char *text, int prefix) {
 }
 
 // A byte-level BPE over the 256 byte pieces with a few merges, built in memory.
-static int byte_level_tokenizer(Tokenizer *t, TokenizerPreTokenizer pre, TokenizerNormalizer norm) {
+static int byte_level_tokenizer(Tokenizer *t, TokenizerPreTokenizer pre, TokenizerNormalizer norm,
+                                int n_merges) {
     static const char *const extra[] = {"\xC4\xA0t", "he", "\xC4\xA0the", "in"};
     const char *pieces[260];
     int lens[260];
@@ -323,7 +324,7 @@ static int byte_level_tokenizer(Tokenizer *t, TokenizerPreTokenizer pre, Tokeniz
     TokenizerOptions o = {.kind = TOKENIZER_BPE_BYTELEVEL, .pre = pre, .normalizer = norm,
                           .unk_id = -1, .decode = TOKENIZER_DEC_BYTELEVEL};
     Err e = {{0}};
-    int rc = tokenizer_build(t, &o, 260, pieces, lens, NULL, NULL, 4, merges, -1, -1, &e);
+    int rc = tokenizer_build(t, &o, 260, pieces, lens, NULL, NULL, n_merges, merges, -1, -1, &e);
     if (rc) fprintf(stderr, "tokenizer_build: %s\n", e.msg);
     return rc;
 }
@@ -343,7 +344,7 @@ static int test_invalid_utf8(void) {
     for (size_t p = 0; p < sizeof pres / sizeof *pres; p++) {
         for (int nfc = 0; nfc < 2; nfc++) {
             REQUIRE(byte_level_tokenizer(&t, pres[p], nfc ? TOKENIZER_NORM_NFC
-                                                          : TOKENIZER_NORM_NONE) == 0,
+                                                          : TOKENIZER_NORM_NONE, 4) == 0,
                     "build");
             for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
                 // NFC changes "e + U+0301" into "é": compare those cases only without NFC
@@ -354,6 +355,11 @@ static int test_invalid_utf8(void) {
             tokenizer_free(&t);
         }
     }
+    // no merges at all (the fuzzer's first finding): every byte its own token
+    REQUIRE(byte_level_tokenizer(&t, TOKENIZER_PRE_GPT2, TOKENIZER_NORM_NONE, 0) == 0, "build");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        CHECK(round_trips(&t, cases[i], 1), "no merges: case %zu does not round-trip", i);
+    tokenizer_free(&t);
     // NFC keeps invalid units in place and composes around them
     size_t n;
     char *s = unicode_nfc("e\xcc\x81\xff" "e\xcc\x81", 7, &n);
@@ -362,7 +368,7 @@ static int test_invalid_utf8(void) {
     uint32_t cp;
     CHECK(utf8_next("\xe2\x96", 2, &cp) == 1 && cp == UNICODE_INVALID_BYTE(0xe2),
           "truncated sequence is one invalid unit per byte");
-    printf("invalid UTF-8: %zu cases round-trip byte for byte through llama2c and 10 byte-level "
+    printf("invalid UTF-8: %zu cases round-trip byte for byte through llama2c and 11 byte-level "
            "configurations\n", sizeof cases / sizeof *cases);
     return g_fail;
 }
