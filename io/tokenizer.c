@@ -806,8 +806,8 @@ static int added_at(const Tokenizer *t, const char *s, size_t len, int pass) {
 }
 
 // Splits text[0..len) on the added tokens of `pass` (leftmost, then longest; lstrip/rstrip
-// swallow adjacent whitespace) and calls `part` on each stretch between them with its offset.
-typedef int (*PartFn)(Enc *c, const char *s, size_t len, size_t offset, int first);
+// swallow adjacent whitespace) and calls `part` on each stretch between them.
+typedef int (*PartFn)(Enc *c, const char *s, size_t len, int first);
 static int split_added(Enc *c, const char *text, size_t len, int pass, int first, PartFn part) {
     const Tokenizer *t = c->t;
     const TokenizerIndex *x = t->index;
@@ -842,21 +842,20 @@ static int split_added(Enc *c, const char *text, size_t len, int pass, int first
                     b += (size_t)k;
                 }
             if (a > seg) {
-                int rc = part(c, text + seg, a - seg, seg, first && seg == 0);
+                int rc = part(c, text + seg, a - seg, first && seg == 0);
                 if (rc) return rc;
             }
             if (idvec_push(&c->out, id)) return err_set(c->e, "tokenizer_encode: out of memory");
             seg = p = b;
         }
     }
-    if (len > seg) return part(c, text + seg, len - seg, seg, first && seg == 0);
+    if (len > seg) return part(c, text + seg, len - seg, first && seg == 0);
     return 0;
 }
 
 // Pre-tokenises and merges one stretch of normalised text. `first`: it starts the input text.
-static int encode_part(Enc *c, const char *s, size_t len, size_t offset, int first) {
+static int encode_part(Enc *c, const char *s, size_t len, int first) {
     const TokenizerOptions *o = &c->t->opt;
-    (void)offset;
     char *alt = NULL;
     int suppress = first && !c->prefix_ok;
     if (o->pre == TOKENIZER_PRE_METASPACE) { // " " -> "▁", and the prefix unless one is there
@@ -895,10 +894,9 @@ oom:
 
 // Encodes one stretch of raw text between added tokens: normalise, split on the added tokens
 // matched in normalised text, then pre-tokenise and merge each part.
-static int encode_segment(Enc *c, const char *s, size_t len, size_t offset, int first) {
+static int encode_segment(Enc *c, const char *s, size_t len, int first) {
     const Tokenizer *t = c->t;
     const TokenizerOptions *o = &t->opt;
-    (void)offset;
     char *norm = NULL, *alt = NULL;
     int rc;
     if (o->normalizer == TOKENIZER_NORM_NFC && !unicode_quick_nfc(s, len)) {
@@ -924,7 +922,7 @@ static int encode_segment(Enc *c, const char *s, size_t len, size_t offset, int 
     }
     if (o->kind == TOKENIZER_SPM_SCORES) rc = spm_encode(c, s, len, 0);
     else if (t->index->n_added_normalized > 0) rc = split_added(c, s, len, 1, first, encode_part);
-    else rc = encode_part(c, s, len, 0, first);
+    else rc = encode_part(c, s, len, first);
     free(norm);
     free(alt);
     return rc;

@@ -104,6 +104,8 @@ static int string_pattern_is(const JsonValue *pattern, const char *s) {
     return p && strcmp(p, s) == 0;
 }
 
+static int str_is(const char *s, const char *want) { return s && strcmp(s, want) == 0; }
+
 static int read_normalizer(Ctx *c, const JsonValue *root, TokenizerOptions *o) {
     const JsonValue *items[8];
     int n = 0;
@@ -111,10 +113,10 @@ static int read_normalizer(Ctx *c, const JsonValue *root, TokenizerOptions *o) {
     if (n == 0) o->normalizer = TOKENIZER_NORM_NONE;
     else if (n == 1 && is_type(items[0], "NFC")) o->normalizer = TOKENIZER_NORM_NFC;
     else if (n == 2 && is_type(items[0], "Prepend") &&
-             strcmp(json_object_get_string(items[0], "prepend") ? json_object_get_string(items[0], "prepend") : "", SPACE_MARK) == 0 &&
+             str_is(json_object_get_string(items[0], "prepend"), SPACE_MARK) &&
              is_type(items[1], "Replace") &&
              string_pattern_is(json_object_get(items[1], "pattern"), " ") &&
-             strcmp(json_object_get_string(items[1], "content") ? json_object_get_string(items[1], "content") : "", SPACE_MARK) == 0)
+             str_is(json_object_get_string(items[1], "content"), SPACE_MARK))
         o->normalizer = TOKENIZER_NORM_SPM_PREPEND;
     else
         return err_set(c->e, "%s: normalizer (first step \"%s\", %d steps) is not supported; "
@@ -206,12 +208,11 @@ static int read_decoder(Ctx *c, const JsonValue *root, TokenizerOptions *o) {
         if (is_type(d, "ByteLevel")) o->decode |= TOKENIZER_DEC_BYTELEVEL;
         else if (is_type(d, "ByteFallback")) o->decode |= TOKENIZER_DEC_BYTE_FALLBACK;
         else if (is_type(d, "Fuse")) continue;
-        else if (is_type(d, "Replace") && string_pattern_is(json_object_get(d, "pattern"), SPACE_MARK) &&
-                 json_object_get_string(d, "content") &&
-                 strcmp(json_object_get_string(d, "content"), " ") == 0)
+        else if (is_type(d, "Replace") &&
+                 string_pattern_is(json_object_get(d, "pattern"), SPACE_MARK) &&
+                 str_is(json_object_get_string(d, "content"), " "))
             o->decode |= TOKENIZER_DEC_SPACE;
-        else if (is_type(d, "Strip") && json_object_get_string(d, "content") &&
-                 strcmp(json_object_get_string(d, "content"), " ") == 0 &&
+        else if (is_type(d, "Strip") && str_is(json_object_get_string(d, "content"), " ") &&
                  json_number(json_object_get(d, "start")) == 1 &&
                  json_number(json_object_get(d, "stop")) == 0)
             o->decode |= TOKENIZER_DEC_STRIP;
@@ -311,7 +312,6 @@ static int read_hf_root(Tokenizer *t, JsonValue *root, const char *path, Err *e)
     uint8_t *flags = NULL, *seen = NULL;
     int32_t *merges = NULL;
     PieceMap vocab_map = {0}, all_map = {0};
-    char *joined = NULL;
     TokenizerOptions o = {.unk_id = -1, .add_prefix_space = 1};
 
     const JsonValue *model = json_object_get(root, "model");
@@ -328,11 +328,13 @@ static int read_hf_root(Tokenizer *t, JsonValue *root, const char *path, Err *e)
         err_set(e, "%s: model.vocab must be a non-empty object of piece: id", path);
         goto done;
     }
-    for (const char *k = "continuing_subword_prefix"; k; k = strcmp(k, "end_of_word_suffix") ? "end_of_word_suffix" : NULL) {
-        const JsonValue *v = json_object_get(model, k);
+    static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
+    for (int i = 0; i < 2; i++) {
+        const JsonValue *v = json_object_get(model, affixes[i]);
         size_t len = 0;
         if (v && !json_is(v, JSON_NULL) && !(json_string(v, &len) && len == 0)) {
-            err_set(e, "%s: model.%s is set; BPE with %s is not supported", path, k, k);
+            err_set(e, "%s: model.%s is set; BPE with %s is not supported", path, affixes[i],
+                    affixes[i]);
             goto done;
         }
     }
@@ -416,12 +418,8 @@ static int read_hf_root(Tokenizer *t, JsonValue *root, const char *path, Err *e)
                     V - 1);
             goto done;
         }
-    if (piecemap_init(&vocab_map, pieces, lens, V, NULL) ||
-        piecemap_init(&all_map, pieces, lens, V, NULL))
-        goto oom;
-    // Only model-vocabulary pieces take part in merges.
-    free(vocab_map.slot);
-    {
+    if (piecemap_init(&all_map, pieces, lens, V, NULL)) goto oom;
+    { // merges and unk name model-vocabulary pieces only
         uint8_t *excl = malloc((size_t)V);
         if (!excl) goto oom;
         for (int id = 0; id < V; id++) excl[id] = (flags[id] & TOKENIZER_TOKEN_NOT_IN_MODEL) != 0;
@@ -504,7 +502,6 @@ oom:
 done:
     free(vocab_map.slot);
     free(all_map.slot);
-    free(joined);
     free(pieces);
     free(lens);
     free(flags);
