@@ -162,7 +162,13 @@ int cmd_generate(int argc, char **argv) {
                 m.cfg.max_position_embeddings);
         goto done;
     }
-    for (int i = 1; i < n_ids; i++) print_piece(&tok, ids[i - 1], ids[i]);
+    if (n_ids == 0) { // a tokenizer that adds no BOS, and an empty prompt
+        err_set(&e, "the prompt is empty and this %s tokenizer adds no BOS token to start from; "
+                    "give a prompt", tokenizer_kind_name(&tok));
+        goto done;
+    }
+    int first_text = tok.opt.add_bos ? 1 : 0; // the BOS itself is not printed
+    for (int i = first_text; i < n_ids; i++) print_piece(&tok, i > 0 ? ids[i - 1] : -1, ids[i]);
     PrintState ps = {&tok, ids[n_ids - 1]};
     GenerateOptions go = {(int)max_new, (float)temperature, (float)top_p, (uint64_t)seed,
                           m.cfg.eos_token_id, m.cfg.bos_token_id, have_q8 ? &q8 : NULL,

@@ -73,7 +73,8 @@ int cmd_info(int argc, char **argv) {
     } else if (present) {
         char digest[65];
         tokenizer_digest(&tok, digest);
-        printf("  tokenizer               llama2c-bpe, %d pieces, digest %.16s\n", tok.vocab_size,
+        printf("  tokenizer               %s, %d pieces, digest %.16s\n", tokenizer_kind_name(&tok),
+               tok.vocab_size,
                digest);
         tokenizer_free(&tok);
     } else {

@@ -44,7 +44,8 @@ static int builder_reserve(Builder *b, int64_t more_tokens, Err *e) {
 }
 
 // Appends encode(text) to the current sample with loss mask `target`; starts the sample with BOS
-// (never a target) when `first`.
+// when `first` and the tokenizer adds one. The first token is never a target either way: nothing
+// precedes it to predict it from.
 static int append_text(Builder *b, const Tokenizer *tok, const char *text, int first, int target,
                        Err *e) {
     size_t n = strlen(text);
@@ -285,7 +286,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
     TokenDataset d = {.n_samples = b.n_samples, .n_tokens = b.n_tokens, .tokens = b.tokens,
                       .offsets = b.offsets, .loss_mask = b.mask, .vocab_size = tok.vocab_size};
-    snprintf(d.tokenizer_name, sizeof d.tokenizer_name, "llama2c-bpe");
+    snprintf(d.tokenizer_name, sizeof d.tokenizer_name, "%s", tokenizer_kind_name(&tok));
     tokenizer_digest(&tok, d.tokenizer_digest);
     if (dataset_write(out, &d, &e)) goto done;
     int64_t targets = 0;

@@ -483,6 +483,121 @@ int ckpt_writer_provenance(CkptWriter *w, const char *key, const char *value, Er
     return h5util_write_text(w->prov, key, value ? value : "", w->path, "/provenance", e);
 }
 
+// The options and arrays of kinds other than llama2.c (whose layout stays as it was): string
+// attributes normalizer and pre_tokenizer, one int attribute per other option, token_flags
+// uint8 [V], merge_left/merge_right int32 [n_merges] (token ids of each merge, in rank order).
+static const char *const TOK_INT_OPTS[] = {"prepend_scheme", "byte_level_prefix_space",
+                                           "ignore_merges", "byte_fallback", "fuse_unk",
+                                           "unk_id", "add_bos", "add_eos", "add_prefix_space",
+                                           "decode"};
+
+static int *tok_int_opt(TokenizerOptions *o, int i) {
+    // prepend_scheme is an enum with int-sized storage; the others are ints.
+    int *f[] = {(int *)&o->prepend_scheme, &o->byte_level_prefix_space, &o->ignore_merges,
+                &o->byte_fallback, &o->fuse_unk, &o->unk_id, &o->add_bos, &o->add_eos,
+                &o->add_prefix_space, &o->decode};
+    return f[i];
+}
+
+static int write_tokenizer_options(hid_t g, const Tokenizer *t, const char *P, Err *e) {
+    TokenizerOptions o = t->opt;
+    if (h5util_attr_set_str(g, "normalizer", tokenizer_normalizer_name(o.normalizer), P,
+                            "/tokenizer", e) ||
+        h5util_attr_set_str(g, "pre_tokenizer", tokenizer_pre_name(o.pre), P, "/tokenizer", e))
+        return -1;
+    for (int i = 0; i < (int)(sizeof TOK_INT_OPTS / sizeof *TOK_INT_OPTS); i++)
+        if (h5util_attr_set_i32(g, TOK_INT_OPTS[i], *tok_int_opt(&o, i), P, "/tokenizer", e))
+            return -1;
+    int M = t->n_merges;
+    int32_t *lr = malloc(((size_t)M * 2 + 1) * sizeof *lr);
+    if (!lr) return err_set(e, "%s: out of memory", P);
+    for (int r = 0; r < M; r++) {
+        lr[r] = t->merges[2 * r];
+        lr[M + r] = t->merges[2 * r + 1];
+    }
+    int rc = h5util_write_1d(g, "token_flags", H5T_STD_U8LE, H5T_NATIVE_UINT8, t->token_flags,
+                             t->vocab_size, P, "/tokenizer/", e) ||
+             h5util_write_1d(g, "merge_left", H5T_STD_I32LE, H5T_NATIVE_INT32, lr, M, P,
+                             "/tokenizer/", e) ||
+             h5util_write_1d(g, "merge_right", H5T_STD_I32LE, H5T_NATIVE_INT32, lr + M, M, P,
+                             "/tokenizer/", e)
+                 ? -1
+                 : 0;
+    free(lr);
+    return rc;
+}
+
+// Reads what write_tokenizer_options wrote; *flags and *merges are malloc'd.
+static int read_tokenizer_options(hid_t g, const char *P, int64_t V, TokenizerOptions *o,
+                                  uint8_t **flags, int32_t **merges, int *n_merges, Err *e) {
+    const char *W = "/tokenizer";
+    char *norm = NULL, *pre = NULL;
+    int rc = 0, got;
+    got = h5util_attr_get_str(g, "normalizer", &norm, P, W, e);
+    if (got == 0) got = h5util_attr_get_str(g, "pre_tokenizer", &pre, P, W, e);
+    if (got != 0) {
+        free(norm);
+        free(pre);
+        return got == 1 ? err_set(e, "%s: /tokenizer attribute normalizer or pre_tokenizer is "
+                                     "missing", P)
+                        : -1;
+    }
+    int ni = tokenizer_normalizer_parse(norm), pi = tokenizer_pre_parse(pre);
+    if (ni < 0 || pi < 0)
+        rc = err_set(e, "%s: /tokenizer normalizer \"%s\" or pre_tokenizer \"%s\" is unknown to "
+                        "this version of Lethe", P, norm, pre);
+    free(norm);
+    free(pre);
+    if (rc) return rc;
+    o->normalizer = (TokenizerNormalizer)ni;
+    o->pre = (TokenizerPreTokenizer)pi;
+    for (int i = 0; i < (int)(sizeof TOK_INT_OPTS / sizeof *TOK_INT_OPTS); i++) {
+        int64_t v;
+        got = h5util_attr_get_i64(g, TOK_INT_OPTS[i], &v, P, W, e);
+        if (got == 1) return err_set(e, "%s: /tokenizer attribute %s is missing", P, TOK_INT_OPTS[i]);
+        if (got < 0) return -1;
+        if (v < -1 || v > (1 << 24)) return err_set(e, "%s: /tokenizer attribute %s = %lld is out "
+                                                      "of range", P, TOK_INT_OPTS[i], (long long)v);
+        *tok_int_opt(o, i) = (int)v;
+    }
+    hid_t df = H5I_INVALID_HID, dl = H5I_INVALID_HID, dr = H5I_INVALID_HID;
+    int64_t nf = 0, nl = 0, nr = 0;
+    if (h5util_open_1d(g, "token_flags", H5T_INTEGER, &df, &nf, P, "/tokenizer/", e) ||
+        h5util_open_1d(g, "merge_left", H5T_INTEGER, &dl, &nl, P, "/tokenizer/", e) ||
+        h5util_open_1d(g, "merge_right", H5T_INTEGER, &dr, &nr, P, "/tokenizer/", e))
+        rc = -1;
+    if (rc == 0 && (nf != V || nl != nr || nl >= (1 << 24)))
+        rc = err_set(e, "%s: /tokenizer/token_flags has %lld entries (expected %lld) or "
+                        "merge_left/merge_right differ in length (%lld, %lld)",
+                     P, (long long)nf, (long long)V, (long long)nl, (long long)nr);
+    int32_t *lr = NULL;
+    if (rc == 0) {
+        *flags = malloc((size_t)V);
+        lr = malloc(((size_t)nl * 2 + 1) * sizeof *lr);
+        *merges = malloc(((size_t)nl * 2 + 1) * sizeof **merges);
+        if (!*flags || !lr || !*merges) rc = err_set(e, "%s: out of memory", P);
+    }
+    if (rc == 0 && (H5Dread(df, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, *flags) < 0 ||
+                    (nl > 0 && (H5Dread(dl, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                        lr) < 0 ||
+                                H5Dread(dr, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                        lr + nl) < 0))))
+        rc = err_set(e, "%s: reading /tokenizer merges or token_flags failed; the file is "
+                        "damaged", P);
+    if (rc == 0) {
+        for (int64_t r = 0; r < nl; r++) {
+            (*merges)[2 * r] = lr[r];
+            (*merges)[2 * r + 1] = lr[nl + r];
+        }
+        *n_merges = (int)nl;
+    }
+    free(lr);
+    if (df >= 0) H5Dclose(df);
+    if (dl >= 0) H5Dclose(dl);
+    if (dr >= 0) H5Dclose(dr);
+    return rc;
+}
+
 int ckpt_writer_tokenizer(CkptWriter *w, const Tokenizer *t, Err *e) {
     const char *P = w->path;
     int V = t->vocab_size;
@@ -505,7 +620,7 @@ int ckpt_writer_tokenizer(CkptWriter *w, const Tokenizer *t, Err *e) {
     hid_t g = H5Gcreate2(w->file, "/tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) rc = err_set(e, "%s: cannot create group /tokenizer", P);
     if (rc == 0 &&
-        (h5util_attr_set_str(g, "type", TOKENIZER_TYPE, P, "/tokenizer", e) ||
+        (h5util_attr_set_str(g, "type", tokenizer_kind_name(t), P, "/tokenizer", e) ||
          h5util_attr_set_i32(g, "vocab_size", V, P, "/tokenizer", e) ||
          h5util_attr_set_i32(g, "max_token_length", t->max_token_length, P, "/tokenizer", e) ||
          h5util_attr_set_i32(g, "bos_id", t->bos_id, P, "/tokenizer", e) ||
@@ -518,6 +633,7 @@ int ckpt_writer_tokenizer(CkptWriter *w, const Tokenizer *t, Err *e) {
          h5util_write_1d(g, "piece_bytes", H5T_STD_U8LE, H5T_NATIVE_UINT8, bytes, off[V], P,
                          "/tokenizer/", e)))
         rc = -1;
+    if (rc == 0 && t->opt.kind != TOKENIZER_LLAMA2C) rc = write_tokenizer_options(g, t, P, e);
     if (g >= 0) H5Gclose(g);
     free(bytes);
     free(off);
@@ -915,9 +1031,17 @@ int ckpt_reader_tokenizer(CkptReader *r, Tokenizer *t, int *present, Err *e) {
         if (got == 1) rc = err_set(e, "%s: /tokenizer attribute %s is missing", P, ikeys[i]);
         else if (got < 0) rc = -1;
     }
-    if (rc == 0 && strcmp(type, TOKENIZER_TYPE) != 0)
-        rc = err_set(e, "%s: /tokenizer type \"%s\" is not supported (expected \"%s\")", P, type,
-                     TOKENIZER_TYPE);
+    int kind = rc == 0 ? tokenizer_kind_parse(type) : -1;
+    if (rc == 0 && kind < 0)
+        rc = err_set(e, "%s: /tokenizer type \"%s\" is not supported (expected \"%s\", "
+                        "\"gguf-spm-scores\", \"hf-bpe-bytelevel\" or \"hf-bpe-sentencepiece\")",
+                     P, type, TOKENIZER_TYPE);
+    TokenizerOptions opt = {.kind = (TokenizerKind)(kind < 0 ? 0 : kind)};
+    uint8_t *flags = NULL;
+    int32_t *merges = NULL;
+    int n_merges = 0;
+    if (rc == 0 && kind != TOKENIZER_LLAMA2C)
+        rc = read_tokenizer_options(g, P, V, &opt, &flags, &merges, &n_merges, e);
     if (rc == 0 && (V <= 0 || V > (1 << 24) || maxlen < 0 || maxlen > (1 << 20) ||
                     bos < -1 || bos >= V || eos < -1 || eos >= V))
         rc = err_set(e,
@@ -970,8 +1094,11 @@ int ckpt_reader_tokenizer(CkptReader *r, Tokenizer *t, int *present, Err *e) {
             bytes[off[i] + i + lens[i]] = '\0';
             pieces[i] = bytes + off[i] + i;
         }
-        rc = tokenizer_init(t, (int)V, (int)maxlen, (const char *const *)pieces, lens, scores,
-                            (int)bos, (int)eos, e);
+        rc = kind == TOKENIZER_LLAMA2C
+                 ? tokenizer_init(t, (int)V, (int)maxlen, (const char *const *)pieces, lens,
+                                  scores, (int)bos, (int)eos, e)
+                 : tokenizer_build(t, &opt, (int)V, (const char *const *)pieces, lens, scores,
+                                   flags, n_merges, merges, (int)bos, (int)eos, e);
         if (rc != 0) err_prefix(e, "%s: /tokenizer", P);
     }
     if (rc == 0) {
@@ -996,6 +1123,8 @@ int ckpt_reader_tokenizer(CkptReader *r, Tokenizer *t, int *present, Err *e) {
     free(bytes);
     free(pieces);
     free(lens);
+    free(flags);
+    free(merges);
     if (rc == 0) *present = 1;
     return rc;
 }

@@ -18,6 +18,14 @@ lethe_l2c_test(test_io_tokenizer roundtrip_stories
                tokenizer_round_trips_tinystories_with_reference_token_counts ${_l2c_args})
 lethe_l2c_test(test_io_tokenizer rejects_bad_files
                tokenizer_rejects_truncated_or_mismatched_files_clearly ${_l2c_args})
+lethe_l2c_test(test_io_tokenizer invalid_utf8
+               tokenizer_keeps_invalid_utf8_byte_for_byte_in_every_kind ${_l2c_args})
+lethe_l2c_test(test_io_tokenizer digest_v1
+               tokenizer_llama2c_digest_keeps_the_v1_layout ${_l2c_args})
+lethe_l2c_test(test_io_tokenizer spec_llama
+               tokenizer_gguf_llama_spec_encodes_like_llama2c ${_l2c_args})
+lethe_l2c_test(test_io_tokenizer rejects_unsupported
+               tokenizer_rejects_unsupported_hf_and_gguf_configurations_by_name ${_l2c_args})
 
 add_executable(test_io_llama2c ${CMAKE_CURRENT_SOURCE_DIR}/test_llama2c.c)
 target_link_libraries(test_io_llama2c PRIVATE lethe_io m)
@@ -39,3 +47,20 @@ lethe_l2c_test(test_io_json errors_with_position json_reports_errors_with_line_a
 lethe_l2c_test(test_io_json deep_nesting json_rejects_nesting_beyond_depth_limit)
 # Exit code 77 (shown as skipped, with a message) when shared/data/tofu is absent.
 lethe_l2c_test(test_io_json tofu_files json_reads_tofu_files_with_record_counts ${LETHE_TOFU_DIR})
+
+# The tokenizer oracle: every kind against Hugging Face `tokenizers` (and transformers' GGUF
+# conversion of the real SmolLM2 tokenizer), encode and decode token for token on the shared
+# corpus plus edge cases, through the checkpoint and the tokenizer.json writer. The oracle venv
+# is built under the build tree by tools/interop_venv.sh; exit 77 (skipped, with "SKIP:") only
+# when PyPI is unreachable.
+add_executable(tokenizer_driver ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer_driver.c)
+target_link_libraries(tokenizer_driver PRIVATE lethe_io)
+set(LETHE_SHARED_DATA_DIR ${CMAKE_SOURCE_DIR}/../shared/data CACHE PATH
+    "shared/data (TOFU and text corpora) for the tokenizer oracle")
+add_test(NAME tokenizers_match_hf_token_for_token_on_corpus_and_edge_cases
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/check_tokenizers.py
+                 $<TARGET_FILE:tokenizer_driver> ${CMAKE_CURRENT_BINARY_DIR}/tok-oracle
+                 ${CMAKE_BINARY_DIR}/interop-venv ${CMAKE_BINARY_DIR}/smollm2
+                 ${LETHE_SHARED_DATA_DIR} ${LETHE_MODELS})
+set_tests_properties(tokenizers_match_hf_token_for_token_on_corpus_and_edge_cases
+                     PROPERTIES LABELS "unit" TIMEOUT 900 SKIP_RETURN_CODE 77)

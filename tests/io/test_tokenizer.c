@@ -1,5 +1,8 @@
 // Tests of io/tokenizer: llama2.c encode() parity on stories260K's tok512.bin (reference ids and
-// per-story token counts), lossless decode of UTF-8 text, and clear errors for bad files.
+// per-story token counts), lossless decode of UTF-8 text, clear errors for bad files, invalid
+// UTF-8 kept byte for byte by every kind, the GGUF "llama" kind against llama2.c, the llama2.c
+// digest layout, and unsupported tokenizer.json / GGUF configurations named in errors.
+// (The comparison with Hugging Face tokenizers is check_tokenizers.py.)
 // Usage: test_io_tokenizer MODE MODELS_DIR TMP_DIR
 #include <ctype.h>
 #include <stdio.h>
@@ -8,6 +11,8 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "sha256.h"
+#include "unicode.h"
 #include "textfile.h"
 #include "tokenizer.h"
 
@@ -263,6 +268,266 @@ static int test_rejects_bad_files(void) {
     return g_fail;
 }
 
+
+// Encodes and decodes text, requiring the decoded bytes to equal the input (prev starts at -1,
+// or at BOS for llama2.c whose decoder drops the dummy prefix after it).
+static int round_trips(const Tokenizer *t, const char *text, int prefix) {
+    Err e = {{0}};
+    size_t n = strlen(text);
+    int32_t *ids = malloc((n + 3) * sizeof *ids);
+    int count = 0;
+    if (tokenizer_encode(t, text, 0, prefix, ids, &count, &e)) {
+        fprintf(stderr, "encode failed: %s\n", e.msg);
+        free(ids);
+        return 0;
+    }
+    char *out = malloc(n * 4 + 16), buf[1024];
+    size_t len = 0;
+    int prev = t->opt.kind == TOKENIZER_LLAMA2C ? t->bos_id : -1;
+    for (int i = 0; i < count; i++) {
+        size_t pl;
+        const char *p = tokenizer_decode_piece(t, prev, ids[i], buf, sizeof buf, &pl);
+        if (p && len + pl <= n * 4 + 8) memcpy(out + len, p, pl), len += pl;
+        prev = ids[i];
+    }
+    int ok = len == n && memcmp(out, text, n) == 0;
+    if (!ok) fprintf(stderr, "round trip of %zu bytes gave %zu bytes back\n", n, len);
+    free(out);
+    free(ids);
+    return ok;
+}
+
+// A byte-level BPE over the 256 byte pieces with a few merges, built in memory.
+static int byte_level_tokenizer(Tokenizer *t, TokenizerPreTokenizer pre, TokenizerNormalizer norm,
+                                int n_merges) {
+    static const char *const extra[] = {"\xC4\xA0t", "he", "\xC4\xA0the", "in"};
+    const char *pieces[260];
+    int lens[260];
+    char store[256][4];
+    for (int b = 0; b < 256; b++) {
+        uint32_t cp = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE) ? (uint32_t)b : 0;
+        if (!cp) { // GPT-2's bytes_to_unicode: the others map to U+0100.. in order
+            int k = 0;
+            for (int c = 0; c < b; c++)
+                k += !((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE));
+            cp = 256u + (uint32_t)k;
+        }
+        lens[b] = utf8_put(cp, store[b]);
+        pieces[b] = store[b];
+    }
+    for (int i = 0; i < 4; i++) {
+        pieces[256 + i] = extra[i];
+        lens[256 + i] = (int)strlen(extra[i]);
+    }
+    // merges by id: "Ġ t", "h e", "Ġt he", "i n" (Ġ = byte 0x20's piece)
+    int32_t merges[8] = {' ', 't', 'h', 'e', 256, 257, 'i', 'n'};
+    TokenizerOptions o = {.kind = TOKENIZER_BPE_BYTELEVEL, .pre = pre, .normalizer = norm,
+                          .unk_id = -1, .decode = TOKENIZER_DEC_BYTELEVEL};
+    Err e = {{0}};
+    int rc = tokenizer_build(t, &o, 260, pieces, lens, NULL, NULL, n_merges, merges, -1, -1, &e);
+    if (rc) fprintf(stderr, "tokenizer_build: %s\n", e.msg);
+    return rc;
+}
+
+static int test_invalid_utf8(void) {
+    static const char *const cases[] = {
+        "\xff\xfe plain \xc3", "\xc0\xaf overlong", "\xed\xa0\x80 surrogate", "\xf4\x90\x80\x80",
+        "trunc \xe2\x96", "\x80\x80 continuation", "mixed \xe6\x97\xa5\xe6 the\xff in", "\xfe",
+        "ok text the in", "caf\xc3\xa9 cafe\xcc\x81 \xcc\x81", ""};
+    Tokenizer t;
+    REQUIRE(load_tok(&t) == 0, "cannot load %s", g_tok_path);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        CHECK(round_trips(&t, cases[i], 1), "llama2c: case %zu does not round-trip", i);
+    tokenizer_free(&t);
+    TokenizerPreTokenizer pres[] = {TOKENIZER_PRE_GPT2, TOKENIZER_PRE_LLAMA3, TOKENIZER_PRE_QWEN2,
+                                    TOKENIZER_PRE_DIGITS_GPT2, TOKENIZER_PRE_NONE};
+    for (size_t p = 0; p < sizeof pres / sizeof *pres; p++) {
+        for (int nfc = 0; nfc < 2; nfc++) {
+            REQUIRE(byte_level_tokenizer(&t, pres[p], nfc ? TOKENIZER_NORM_NFC
+                                                          : TOKENIZER_NORM_NONE, 4) == 0,
+                    "build");
+            for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+                // NFC changes "e + U+0301" into "é": compare those cases only without NFC
+                if (nfc && strstr(cases[i], "\xcc\x81")) continue;
+                CHECK(round_trips(&t, cases[i], 1), "byte-level %s%s: case %zu does not round-trip",
+                      tokenizer_pre_name(pres[p]), nfc ? "+nfc" : "", i);
+            }
+            tokenizer_free(&t);
+        }
+    }
+    // no merges at all (the fuzzer's first finding): every byte its own token
+    REQUIRE(byte_level_tokenizer(&t, TOKENIZER_PRE_GPT2, TOKENIZER_NORM_NONE, 0) == 0, "build");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        CHECK(round_trips(&t, cases[i], 1), "no merges: case %zu does not round-trip", i);
+    tokenizer_free(&t);
+    // NFC keeps invalid units in place and composes around them
+    size_t n;
+    char *s = unicode_nfc("e\xcc\x81\xff" "e\xcc\x81", 7, &n);
+    CHECK(s && n == 5 && memcmp(s, "\xc3\xa9\xff\xc3\xa9", 5) == 0, "NFC around an invalid byte");
+    free(s);
+    uint32_t cp;
+    CHECK(utf8_next("\xe2\x96", 2, &cp) == 1 && cp == UNICODE_INVALID_BYTE(0xe2),
+          "truncated sequence is one invalid unit per byte");
+    printf("invalid UTF-8: %zu cases round-trip byte for byte through llama2c and 11 byte-level "
+           "configurations\n", sizeof cases / sizeof *cases);
+    return g_fail;
+}
+
+// The llama2.c digest is the v1 layout, recomputed here independently.
+static int test_digest_v1(void) {
+    Tokenizer t;
+    REQUIRE(load_tok(&t) == 0, "cannot load %s", g_tok_path);
+    Sha256 s;
+    sha256_init(&s);
+    sha256_update(&s, "lethe-tokenizer-v1", 18);
+    int32_t head[3] = {t.vocab_size, t.bos_id, t.eos_id};
+    sha256_update(&s, head, sizeof head);
+    for (int i = 0; i < t.vocab_size; i++) {
+        int32_t len = t.piece_len[i];
+        sha256_update(&s, &len, 4);
+        sha256_update(&s, t.pieces[i], (size_t)len);
+        sha256_update(&s, &t.scores[i], 4);
+    }
+    uint8_t d[32];
+    char want[65], got[65];
+    sha256_final(&s, d);
+    sha256_hex(d, want);
+    tokenizer_digest(&t, got);
+    CHECK(strcmp(want, got) == 0, "llama2c digest %s, v1 layout gives %s", got, want);
+    CHECK(strcmp(tokenizer_kind_name(&t), "llama2c-bpe") == 0, "kind %s", tokenizer_kind_name(&t));
+    printf("llama2c digest %s (v1 layout)\n", got);
+    tokenizer_free(&t);
+    return g_fail;
+}
+
+// tok512 as GGUF "llama" metadata ("▁" pieces, token types) encodes as llama2.c does.
+static int test_spec_llama(void) {
+    Tokenizer ref, t;
+    REQUIRE(load_tok(&ref) == 0, "cannot load %s", g_tok_path);
+    int V = ref.vocab_size;
+    char **pieces = calloc((size_t)V, sizeof *pieces);
+    int *lens = calloc((size_t)V, sizeof *lens);
+    int32_t *types = calloc((size_t)V, sizeof *types);
+    for (int i = 0; i < V; i++) {
+        pieces[i] = malloc((size_t)ref.piece_len[i] * 3 + 1);
+        int n = 0;
+        for (int k = 0; k < ref.piece_len[i]; k++) {
+            if (ref.pieces[i][k] == ' ') memcpy(pieces[i] + n, "\xE2\x96\x81", 3), n += 3;
+            else pieces[i][n++] = ref.pieces[i][k];
+        }
+        lens[i] = n;
+        types[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
+    }
+    TokenizerSpec spec = {"tok512-as-gguf", "llama", NULL, V, (const char *const *)pieces, lens,
+                          ref.scores, types, 0, NULL, NULL, 1, 2, 0, -1, 1, 0, 1};
+    Err e = {{0}};
+    REQUIRE(tokenizer_from_spec(&t, &spec, &e) == 0, "%s", e.msg);
+    CHECK(strcmp(tokenizer_kind_name(&t), "gguf-spm-scores") == 0, "kind %s",
+          tokenizer_kind_name(&t));
+    char *text;
+    size_t len;
+    REQUIRE(file_read_all(g_sample_path, &text, &len, &e) == 0, "%s", e.msg);
+    int32_t *a = malloc((len + 3) * sizeof *a), *b = malloc((len + 3) * sizeof *b);
+    int na = 0, nb = 0, lines = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        CHECK(tokenizer_encode(&ref, line, 1, 1, a, &na, &e) == 0, "%s", e.msg);
+        CHECK(tokenizer_encode(&t, line, 1, 1, b, &nb, &e) == 0, "%s", e.msg);
+        CHECK(na == nb && memcmp(a, b, (size_t)na * sizeof *a) == 0,
+              "line %d: %d tokens as llama2c, %d as GGUF llama", lines, na, nb);
+        CHECK(round_trips(&t, line, 1), "GGUF llama: line %d does not round-trip", lines);
+    }
+    printf("GGUF llama spec of tok512: %d lines encode as llama2.c\n", lines);
+    free(a);
+    free(b);
+    free(text);
+    for (int i = 0; i < V; i++) free(pieces[i]);
+    free(pieces);
+    free(lens);
+    free(types);
+    tokenizer_free(&t);
+    tokenizer_free(&ref);
+    return g_fail;
+}
+
+static int expect_json_error(const char *json, const char *want1, const char *want2) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tok_bad_%d.json", g_tmp, (int)getpid());
+    FILE *f = fopen(path, "w");
+    if (!f) return 0;
+    fputs(json, f);
+    fclose(f);
+    Tokenizer t;
+    Err e = {{0}};
+    int rc = tokenizer_read_hf_json(&t, path, &e);
+    remove(path);
+    if (rc == 0) {
+        tokenizer_free(&t);
+        fprintf(stderr, "accepted: %s\n", json);
+        return 0;
+    }
+    int ok = strstr(e.msg, path) && strstr(e.msg, want1) && (!want2 || strstr(e.msg, want2));
+    printf("  rejected: %s\n", e.msg);
+    return ok;
+}
+
+static int test_rejects_unsupported(void) {
+#define HEAD "{\"added_tokens\": [], \"normalizer\": null, "
+#define BL_PRE "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"use_regex\": true}, "
+#define BL_DEC "\"decoder\": {\"type\": \"ByteLevel\"}, \"post_processor\": null, "
+#define MODEL "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, " \
+              "\"merges\": [\"a b\"]}}"
+    CHECK(expect_json_error(HEAD BL_PRE BL_DEC "\"model\": {\"type\": \"Unigram\", \"vocab\": []}}",
+                            "model.type", "Unigram"), "Unigram");
+    CHECK(expect_json_error(HEAD "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": "
+                                 "[{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\w+\"}, "
+                                 "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": "
+                                 "\"ByteLevel\", \"use_regex\": false}]}, " BL_DEC MODEL,
+                            "pre_tokenizer", "\\w+"), "unknown Split regex");
+    CHECK(expect_json_error(HEAD "\"pre_tokenizer\": {\"type\": \"Whitespace\"}, " BL_DEC MODEL,
+                            "pre_tokenizer", "Whitespace"), "Whitespace pre-tokenizer");
+    CHECK(expect_json_error("{\"added_tokens\": [], \"normalizer\": {\"type\": \"Lowercase\"}, "
+                            BL_PRE BL_DEC MODEL, "normalizer", "Lowercase"), "Lowercase");
+    CHECK(expect_json_error("{\"added_tokens\": [{\"id\": 3, \"content\": \"<x>\", "
+                            "\"single_word\": true}], \"normalizer\": null, " BL_PRE BL_DEC MODEL,
+                            "single_word", NULL), "single_word");
+    CHECK(expect_json_error(HEAD BL_PRE "\"decoder\": {\"type\": \"WordPiece\"}, " MODEL,
+                            "decoder", "WordPiece"), "WordPiece decoder");
+    CHECK(expect_json_error(HEAD BL_PRE BL_DEC "\"model\": {\"type\": \"BPE\", \"vocab\": "
+                            "{\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}}",
+                            "merge", "not in the vocabulary"), "merge result missing");
+    CHECK(expect_json_error(HEAD BL_PRE BL_DEC "\"model\": {\"type\": \"BPE\", \"vocab\": "
+                            "{\"a\": 0, \"b\": 2}, \"merges\": []}}", "id 1", NULL), "id gap");
+    CHECK(expect_json_error("{\"model\": ", "line 1", NULL), "truncated JSON");
+    // GGUF: llama.cpp's "default" split is not GPT-2's
+    const char *toks[] = {"a", "b", "ab"};
+    int tl[] = {1, 1, 2};
+    const char *merges[] = {"a b"};
+    int ml[] = {3};
+    TokenizerSpec s = {"x.gguf", "gpt2", "default", 3, toks, tl, NULL, NULL, 1, merges, ml,
+                       -1, -1, -1, -1, -1, -1, -1};
+    Tokenizer t;
+    Err e = {{0}};
+    CHECK(tokenizer_from_spec(&t, &s, &e) != 0 && strstr(e.msg, "x.gguf") &&
+              strstr(e.msg, "tokenizer.ggml.pre"), "GGUF pre default: %s", e.msg);
+    printf("  rejected: %s\n", e.msg);
+    s.pre = "gpt2";
+    CHECK(tokenizer_from_spec(&t, &s, &e) == 0, "%s", e.msg);
+    int32_t ids[8];
+    int n = 0;
+    CHECK(tokenizer_encode(&t, "ab", 0, 1, ids, &n, &e) == 0 && n == 1 && ids[0] == 2,
+          "GGUF gpt2 spec merges \"ab\": %d tokens", n);
+    tokenizer_free(&t);
+    s.model = "bert";
+    CHECK(tokenizer_from_spec(&t, &s, &e) != 0 && strstr(e.msg, "tokenizer.ggml.model"), "%s",
+          e.msg);
+    printf("  rejected: %s\n", e.msg);
+    return g_fail;
+#undef HEAD
+#undef BL_PRE
+#undef BL_DEC
+#undef MODEL
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s MODE MODELS_DIR TMP_DIR\n", argv[0]);
@@ -278,6 +543,10 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "encode_reference")) rc = test_encode_reference();
     else if (!strcmp(mode, "roundtrip_stories")) rc = test_roundtrip_stories();
     else if (!strcmp(mode, "rejects_bad_files")) rc = test_rejects_bad_files();
+    else if (!strcmp(mode, "invalid_utf8")) rc = test_invalid_utf8();
+    else if (!strcmp(mode, "digest_v1")) rc = test_digest_v1();
+    else if (!strcmp(mode, "spec_llama")) rc = test_spec_llama();
+    else if (!strcmp(mode, "rejects_unsupported")) rc = test_rejects_unsupported();
     else {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;
