@@ -261,7 +261,18 @@ int cmd_tokenize(int argc, char **argv) {
         goto done;
     if (ckpt_reader_tokenizer(r, &tok, &present, &e)) goto done;
     if (!present) {
-        err_set(&e, "%s carries no tokenizer; convert it with --tokenizer TOK.bin", model);
+        err_set(&e,
+                "%s carries no tokenizer; convert it again with its tokenizer (llama2c: "
+                "--tokenizer TOK.bin; hf: DIR/tokenizer.json; gguf: tokenizer.ggml.* metadata)",
+                model);
+        goto done;
+    }
+    // Models often pad the embedding past the tokenizer's last id (Qwen2: 151936 rows for 151665
+    // tokens): the data set is for the model, so it records the model's vocabulary size.
+    const int model_vocab = ckpt_reader_config(r)->vocab_size;
+    if (tok.vocab_size > model_vocab) {
+        err_set(&e, "%s: the tokenizer has %d tokens but the model only %d embedding rows", model,
+                tok.vocab_size, model_vocab);
         goto done;
     }
     if (builder_reserve(&b, 0, &e)) goto done;
@@ -285,7 +296,7 @@ int cmd_tokenize(int argc, char **argv) {
         goto done;
     }
     TokenDataset d = {.n_samples = b.n_samples, .n_tokens = b.n_tokens, .tokens = b.tokens,
-                      .offsets = b.offsets, .loss_mask = b.mask, .vocab_size = tok.vocab_size};
+                      .offsets = b.offsets, .loss_mask = b.mask, .vocab_size = model_vocab};
     snprintf(d.tokenizer_name, sizeof d.tokenizer_name, "%s", tokenizer_kind_name(&tok));
     tokenizer_digest(&tok, d.tokenizer_digest);
     if (dataset_write(out, &d, &e)) goto done;

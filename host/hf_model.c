@@ -16,6 +16,7 @@
 #include "safetensors.h"
 #include "sha256.h"
 #include "strbuf.h"
+#include "tokenizer.h"
 
 #ifndef LETHE_VERSION
 #define LETHE_VERSION "dev"
@@ -345,12 +346,40 @@ static void utc_now(char *buf, size_t n) {
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+// DIR/tokenizer.json into t. 1: stored; 0: none (absent, or one lethe cannot reproduce exactly:
+// the weights still import, and the note says why); -1 never (the import goes on either way).
+static int import_tokenizer(const char *dir, const ModelConfig *cfg, Tokenizer *t) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr, "lethe convert: note: %s is absent: no tokenizer stored\n", path);
+        return 0;
+    }
+    Err te = {{0}};
+    if (tokenizer_read_hf_json(t, path, &te)) {
+        fprintf(stderr, "lethe convert: note: no tokenizer stored: %s\n", te.msg);
+        return 0;
+    }
+    if (t->vocab_size > cfg->vocab_size) {
+        fprintf(stderr,
+                "lethe convert: note: no tokenizer stored: %s has %d tokens but the model only "
+                "%d embedding rows\n",
+                path, t->vocab_size, cfg->vocab_size);
+        tokenizer_free(t);
+        return 0;
+    }
+    return 1;
+}
+
 int hf_import(const char *dir, const char *out, const HfImportOptions *opt, Err *e) {
     ModelConfig cfg;
     HfArch arch;
     char *notes = NULL;
     if (hf_config_read(dir, &cfg, &arch, &notes, e)) return -1;
     if (notes) fprintf(stderr, "lethe convert: note: %s", notes);
+    Tokenizer tok = {0};
+    const int have_tok = import_tokenizer(dir, &cfg, &tok);
+    char tokdigest[65] = "";
     SafetensorsIndex *x = NULL;
     CkptWriter *w = NULL;
     LlamaModel table = {0};
@@ -435,6 +464,10 @@ int hf_import(const char *dir, const char *out, const HfImportOptions *opt, Err 
             goto done;
         }
     }
+    if (have_tok) {
+        if (ckpt_writer_tokenizer(w, &tok, e)) goto done;
+        tokenizer_digest(&tok, tokdigest);
+    }
     utc_now(when, sizeof when);
     snprintf(format, sizeof format, "hf-safetensors %s (%zu shard%s)", hf_arch_class(arch),
              safetensors_index_shard_count(x), safetensors_index_shard_count(x) == 1 ? "" : "s");
@@ -445,15 +478,19 @@ int hf_import(const char *dir, const char *out, const HfImportOptions *opt, Err 
         ckpt_writer_provenance(w, "source_architecture", hf_arch_class(arch), e) ||
         ckpt_writer_provenance(w, "source_headers_sha256", digest, e) ||
         (notes && ckpt_writer_provenance(w, "import_notes", notes, e)) ||
+        (have_tok && ckpt_writer_provenance(w, "tokenizer_source", "tokenizer.json", e)) ||
+        (have_tok && ckpt_writer_provenance(w, "tokenizer_digest", tokdigest, e)) ||
         (opt->command && ckpt_writer_provenance(w, "command", opt->command, e)))
         goto done;
     rc = ckpt_writer_commit(w, e);
     w = NULL;
     if (rc == 0)
-        printf("wrote %s: %s, %zu parameters%s\n", out, format, table.n_params,
-               opt->dtype_given ? "" : ", dtypes as stored");
+        printf("wrote %s: %s, %zu parameters%s, %s%s\n", out, format, table.n_params,
+               opt->dtype_given ? "" : ", dtypes as stored", have_tok ? "tokenizer " : "no tokenizer",
+               have_tok ? tokenizer_kind_name(&tok) : "");
 done:
     if (w) ckpt_writer_abort(w);
+    if (have_tok) tokenizer_free(&tok);
     free(buf);
     llama_free(&table);
     safetensors_index_close(x);
@@ -494,6 +531,40 @@ static HfArch export_arch(CkptReader *r) {
     if (src && strcmp(src, "MistralForCausalLM") == 0 && !c->attention_bias) a = HF_ARCH_MISTRAL;
     free(src);
     return a;
+}
+
+// DIR/tokenizer.json and a tokenizer_config.json that makes AutoTokenizer load it as a
+// PreTrainedTokenizerFast with the model's BOS/EOS. 0 when the checkpoint has no tokenizer.
+static int export_tokenizer(CkptReader *r, const char *dir, int *written, Err *e) {
+    Tokenizer t;
+    int present = 0;
+    *written = 0;
+    if (ckpt_reader_tokenizer(r, &t, &present, e)) return -1;
+    if (!present) return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    int rc = tokenizer_write_hf_json(&t, path, e);
+    StrBuf b = {0};
+    sb_printf(&b, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n");
+    const struct {
+        const char *key;
+        int id;
+    } specials[] = {{"bos_token", t.bos_id}, {"eos_token", t.eos_id}};
+    for (int i = 0; i < 2; i++) {
+        if (specials[i].id < 0 || specials[i].id >= t.vocab_size) continue;
+        sb_printf(&b, "  \"%s\": ", specials[i].key);
+        sb_json_string(&b, t.pieces[specials[i].id]);
+        sb_printf(&b, ",\n");
+    }
+    sb_printf(&b, "  \"model_max_length\": %d,\n  \"clean_up_tokenization_spaces\": false\n}\n",
+              ckpt_reader_config(r)->max_position_embeddings);
+    char *cfg = sb_steal(&b);
+    if (rc == 0 && !cfg) rc = err_set(e, "out of memory");
+    if (rc == 0) rc = write_text_file(dir, "tokenizer_config.json", cfg, e);
+    free(cfg);
+    tokenizer_free(&t);
+    *written = rc == 0;
+    return rc;
 }
 
 int hf_export(const char *ckpt, const char *dir, const HfExportOptions *opt, Err *e) {
@@ -586,7 +657,11 @@ int hf_export(const char *ckpt, const char *dir, const HfExportOptions *opt, Err
     sw = NULL;
     if (rc == 0) rc = write_text_file(dir, "config.json", config, e);
     if (rc == 0) rc = write_text_file(dir, "generation_config.json", gen, e);
-    if (rc == 0) printf("wrote %s: %s, %zu parameters\n", dir, hf_arch_class(arch), table.n_params);
+    int tok_written = 0;
+    if (rc == 0) rc = export_tokenizer(r, dir, &tok_written, e);
+    if (rc == 0)
+        printf("wrote %s: %s, %zu parameters, %s\n", dir, hf_arch_class(arch), table.n_params,
+               tok_written ? "tokenizer.json" : "no tokenizer (the checkpoint has none)");
 done:
     if (sw) safetensors_sharded_abort(sw);
     free(config);

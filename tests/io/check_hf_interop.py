@@ -101,9 +101,31 @@ def make_model(kind, dtype, **extra):
     return model.to(dtype)
 
 
+def train_tokenizer(path, vocab):
+    """A byte-level BPE (GPT-2 split) trained by the tokenizers library on the shared corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    t = Tokenizer(models.BPE())
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    t.decoder = decoders.ByteLevel()
+    t.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<unk>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    t.train_from_iterator(CORPUS, trainer)
+    t.save(path)
+
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Question: Who wrote the book?\nAnswer: Its author, a Nobel laureate, wrote it in 1984.",
+    "Unlearning removes what a model learned from specific data; suppression hides it.",
+] * 20
+# One text per line of a `--lines` file (lines are whole samples).
+TEXTS = ["Who wrote the book in 1984?", "inner  spaces\tand tabs", "Überraschung! 数字 42"]
+
 CASES = [
     # name, kind, storage dtype, save_pretrained shard size, export shard size, config extras
-    ("llama_gqa_f32", "llama", torch.float32, "5GB", "5GB", {}),
+    ("llama_gqa_f32", "llama", torch.float32, "5GB", "5GB", {"vocab_size": 320}),
     ("llama_tied_bf16_sharded", "llama", torch.bfloat16, "60KB", "40KB",
      {"tie_word_embeddings": True, "head_dim": 12}),
     ("qwen2_bias_f32", "qwen2", torch.float32, "5GB", "100KB", {"tie_word_embeddings": True}),
@@ -118,6 +140,9 @@ for name, kind, dtype, shard, export_shard, extra in CASES:
     shutil.rmtree(d, ignore_errors=True)
     model = make_model(kind, dtype, **extra)
     model.save_pretrained(os.path.join(d, "hf"), max_shard_size=shard, safe_serialization=True)
+    with_tok = model.config.vocab_size >= 300
+    if with_tok:
+        train_tokenizer(os.path.join(d, "hf", "tokenizer.json"), model.config.vocab_size)
     shards = sorted(f for f in os.listdir(os.path.join(d, "hf")) if f.endswith(".safetensors"))
     h5 = os.path.join(d, "m.h5")
     run(["convert", "--from", "hf", os.path.join(d, "hf"), "--out", h5])
@@ -131,9 +156,10 @@ for name, kind, dtype, shard, export_shard, extra in CASES:
             fail(f"{name}: stored dtype {got}, expected the source's {dtype}")
 
     # Per-sample target log-prob sums: lethe eval vs transformers in fp32.
-    samples = [rng.integers(0, 96, size=n) for n in (2, 7, 19, 33, 64)]
+    V = model.config.vocab_size
+    samples = [rng.integers(0, V, size=n) for n in (2, 7, 19, 33, 64)]
     data = os.path.join(d, "data.h5")
-    write_dataset(data, samples, 96)
+    write_dataset(data, samples, V)
     ev = os.path.join(d, "eval.json")
     run(["eval", "--model", h5, "--data", data, "--out", ev, "--device", "cpu"])
     lethe_sums = [s["sum_logprob"] for s in json.load(open(ev))["samples"]]
@@ -173,6 +199,30 @@ for name, kind, dtype, shard, export_shard, extra in CASES:
             if st.metadata() != {"format": "pt"}:
                 fail(f"{name}: {f} metadata {st.metadata()}")
     print(f"{name}: export -> {len(out_shards)} shard(s), {len(sd_a)} tensors reload identical")
+
+    if with_tok:
+        # The tokenizer travels too: `lethe tokenize` with the imported tokenizer gives HF's ids
+        # (BOS from the post-processor), and the exported directory's AutoTokenizer agrees.
+        from tokenizers import Tokenizer
+        ref_tok = Tokenizer.from_file(os.path.join(d, "hf", "tokenizer.json"))
+        src = os.path.join(d, "texts.txt")
+        with open(src, "w") as f:
+            f.write("\n".join(TEXTS) + "\n")
+        tds = os.path.join(d, "texts.h5")
+        run(["tokenize", "--model", h5, "--input", src, "--lines", "--out", tds])
+        with h5py.File(tds, "r") as f:
+            toks, offs = f["tokens"][...], f["offsets"][...]
+        ours = [toks[offs[i]:offs[i + 1]].tolist() for i in range(len(offs) - 1)]
+        want = [ref_tok.encode(t).ids for t in TEXTS]
+        if ours != want:
+            fail(f"{name}: lethe tokenize {ours} vs tokenizers {want}")
+        auto_tok = transformers.AutoTokenizer.from_pretrained(out)
+        exported = [auto_tok(t).input_ids for t in TEXTS]
+        if exported != want:
+            fail(f"{name}: exported tokenizer gives {exported}, source {want}")
+        if auto_tok.decode(want[2], skip_special_tokens=True) != TEXTS[2]:
+            fail(f"{name}: exported tokenizer decodes {auto_tok.decode(want[2])!r}")
+        print(f"{name}: tokenizer.json imported and exported: {sum(map(len, want))} ids equal")
 
 # ---- bad input ------------------------------------------------------------------------------
 base = os.path.join(workdir, "llama_gqa_f32", "hf")
