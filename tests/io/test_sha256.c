@@ -2,6 +2,8 @@
 // Usage: test_sha256 <case> <tmpdir>
 #include "ckpt_test_util.h"
 
+#include <sys/stat.h>
+
 static void hex_of(const void *data, size_t n, char hex[65]) {
     Sha256 s;
     uint8_t d[32];
@@ -89,6 +91,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (strcmp(argv[1], "vectors") == 0) return known_vectors();
+    // The directory is shared with the checkpoint tests; on a fresh build tree this test may be
+    // the first to run, so it creates it too (its absence made the file case fail at random).
+    mkdir(argv[2], 0755);
     if (strcmp(argv[1], "chunking") == 0) return chunking_and_files(argv[2]);
     fprintf(stderr, "unknown case %s\n", argv[1]);
     return 2;
