@@ -5,7 +5,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 kind="${1:-release}"
 case "$kind" in
   release) dir="$root/build";      flags=(-DCMAKE_BUILD_TYPE=Release) ;;
-  asan)    dir="$root/build-asan"; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLETHE_SANITIZE=ON) ;;
+  asan)    dir="$root/build-asan"; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLETHE_SANITIZE=ON
+                                         -DLETHE_INTEROP_DIR="$root/build") ;;
   *) echo "usage: tools/build.sh [release|asan]" >&2; exit 2 ;;
 esac
 cmake -S "$root" -B "$dir" "${flags[@]}" >/dev/null

@@ -6,4 +6,4 @@ add_test(NAME hf_convert_and_export_match_transformers_logprobs_and_tensors
                  $<TARGET_FILE:lethe> ${CMAKE_CURRENT_BINARY_DIR}/hf-tmp)
 set_tests_properties(hf_convert_and_export_match_transformers_logprobs_and_tensors PROPERTIES
                      LABELS "unit" TIMEOUT 600 SKIP_RETURN_CODE 77
-                     ENVIRONMENT "LETHE_INTEROP_VENV=${CMAKE_BINARY_DIR}/interop-venv")
+                     ENVIRONMENT "LETHE_INTEROP_VENV=${LETHE_INTEROP_DIR}/interop-venv")

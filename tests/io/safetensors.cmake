@@ -22,6 +22,6 @@ lethe_st_test(sharded_writer
 add_test(NAME safetensors_interoperates_bit_exactly_with_the_reference_package
          COMMAND ${LETHE_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/check_safetensors.py
                  $<TARGET_FILE:test_io_safetensors> ${_st_tmp}/oracle
-                 ${CMAKE_BINARY_DIR}/interop-venv)
+                 ${LETHE_INTEROP_DIR}/interop-venv)
 set_tests_properties(safetensors_interoperates_bit_exactly_with_the_reference_package
                      PROPERTIES LABELS "unit" TIMEOUT 300 SKIP_RETURN_CODE 77)
