@@ -3,6 +3,8 @@
 # against a plain sequential read of the same bytes (dd to /dev/null) and a plain copy (cp +
 # sync, the same bytes read and written), in the same run, cold (page cache dropped, when this
 # user may) and warm. Prints one line per measurement; docs/perf.md records them.
+# LETHE_BENCH_CONVERT_OUT=DIR puts the outputs (copy and .h5) in DIR, e.g. /dev/shm to take the
+# disk's write speed out and see the converter's own cost against the read.
 # Usage: bench_convert.sh LETHE [WORKDIR] [REPEATS]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -61,7 +63,9 @@ drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; }
 if drop_caches; then modes="cold warm"; else
   echo "note: cannot drop the page cache here (not root): warm measurements only"; modes="warm"; fi
 echo "source: $src/model.safetensors, $bytes bytes; $(nproc) cores; repeats $repeats"
-out="$work/out.h5"
+odir="${LETHE_BENCH_CONVERT_OUT:-$work}"
+out="$odir/out.h5"
+echo "outputs in $odir ($(df -T "$odir" | awk 'NR == 2 { print $2 }'))"
 for mode in $modes; do
   for r in $(seq "$repeats"); do
     [ "$mode" = cold ] && drop_caches
@@ -69,9 +73,9 @@ for mode in $modes; do
     t0=$(now); dd if="$src/model.safetensors" of=/dev/null bs=4M status=none; t1=$(now)
     read_s=$(secs "$t0" "$t1")
     [ "$mode" = cold ] && drop_caches
-    rm -f "$work/copy"
-    t0=$(now); cp "$src/model.safetensors" "$work/copy"; sync "$work/copy"; t1=$(now)
-    cp_s=$(secs "$t0" "$t1"); rm -f "$work/copy"
+    rm -f "$odir/copy"
+    t0=$(now); cp "$src/model.safetensors" "$odir/copy"; sync "$odir/copy"; t1=$(now)
+    cp_s=$(secs "$t0" "$t1"); rm -f "$odir/copy"
     [ "$mode" = cold ] && drop_caches
     rm -f "$out"
     t0=$(now); "$lethe" convert --from hf "$src" --out "$out" > /dev/null; t1=$(now)

