@@ -339,6 +339,30 @@ static int source_digest(const char *dir, const SafetensorsIndex *x, char hex[65
     return 0;
 }
 
+typedef struct {
+    SafetensorsFile *f;
+    size_t i;
+} StSource;
+
+static int read_st_range(void *ctx, uint64_t byte_off, void *dst, size_t len, Err *e) {
+    StSource *s = ctx;
+    return safetensors_read_raw_range(s->f, s->i, byte_off, dst, len, e);
+}
+
+// Where a parameter lives, for visiting the parameters in file order.
+typedef struct {
+    int table_index;
+    const char *shard;
+    uint64_t offset;
+} FilePos;
+
+static int by_file_position(const void *a, const void *b) {
+    const FilePos *x = a, *y = b;
+    int c = strcmp(x->shard, y->shard);
+    if (c) return c;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
 static void utc_now(char *buf, size_t n) {
     time_t now = time(NULL);
     struct tm tm;
@@ -384,6 +408,7 @@ int hf_import(const char *dir, const char *out, const HfImportOptions *opt, Err 
     CkptWriter *w = NULL;
     LlamaModel table = {0};
     void *buf = NULL;
+    FilePos *order = NULL;
     int rc = -1;
     char digest[65], when[64], format[96];
     if (safetensors_index_open(&x, dir, e) || llama_create_table(&table, &cfg, e) ||
@@ -414,25 +439,33 @@ int hf_import(const char *dir, const char *out, const HfImportOptions *opt, Err 
     size_t max_numel = 0;
     for (int t = 0; t < table.n_tensors; t++)
         if (table.tensors[t].numel > max_numel) max_numel = table.tensors[t].numel;
-    buf = malloc(max_numel * sizeof(float));
-    if (!buf) {
-        err_set(e, "out of memory: the largest tensor needs %zu MiB",
-                max_numel * sizeof(float) >> 20);
+    // Parameters in the order their bytes lie in the files (shard, offset), so the reads are
+    // sequential and the kernel's read-ahead works; a missing one is reported in table order.
+    order = malloc((size_t)table.n_tensors * sizeof *order);
+    if (!order) {
+        err_set(e, "out of memory");
         goto done;
     }
-    if (ckpt_writer_open(&w, out, &cfg, e)) goto done;
     for (int t = 0; t < table.n_tensors; t++) {
-        const ParamTensor *p = &table.tensors[t];
         SafetensorsFile *f;
         size_t i;
-        if (t + 1 < table.n_tensors &&
-            safetensors_index_find(x, table.tensors[t + 1].name, &f, &i) == 0)
-            safetensors_prefetch(f, i);
-        if (safetensors_index_find(x, p->name, &f, &i) != 0) {
+        if (safetensors_index_find(x, table.tensors[t].name, &f, &i) != 0) {
             err_set(e, "%s: tensor %s is missing (%s with this config.json needs it)", dir,
-                    p->name, hf_arch_class(arch));
+                    table.tensors[t].name, hf_arch_class(arch));
             goto done;
         }
+        order[t] = (FilePos){t, safetensors_path(f), safetensors_tensor(f, i)->offset};
+    }
+    qsort(order, (size_t)table.n_tensors, sizeof *order, by_file_position);
+    if (ckpt_writer_open(&w, out, &cfg, e)) goto done;
+    for (int k = 0; k < table.n_tensors; k++) {
+        const ParamTensor *p = &table.tensors[order[k].table_index];
+        SafetensorsFile *f;
+        size_t i;
+        if (k + 1 < table.n_tensors &&
+            safetensors_index_find(x, table.tensors[order[k + 1].table_index].name, &f, &i) == 0)
+            safetensors_prefetch(f, i);
+        safetensors_index_find(x, p->name, &f, &i);
         const SafetensorsTensor *st = safetensors_tensor(f, i);
         int same = st->ndim == p->ndim;
         for (int d = 0; same && d < p->ndim; d++) same = st->shape[d] == p->shape[d];
@@ -456,12 +489,21 @@ int hf_import(const char *dir, const char *out, const HfImportOptions *opt, Err 
         }
         StorageDtype dst = opt->dtype_given ? opt->dtype : src;
         if (dst == src) {
-            if (safetensors_read_raw(f, i, buf, e) ||
-                ckpt_writer_tensor_raw(w, p->name, buf, p->ndim, p->shape, dst, e))
+            // The stored bits as they are, in cache-sized blocks: no conversion, no copy of the
+            // whole tensor through memory.
+            StSource ss = {f, i};
+            if (ckpt_writer_tensor_stream(w, p->name, p->ndim, p->shape, dst, read_st_range, &ss,
+                                          e))
                 goto done;
-        } else if (safetensors_read_f32(f, i, buf, e) ||
-                   ckpt_writer_tensor(w, p->name, buf, p->ndim, p->shape, dst, e)) {
-            goto done;
+        } else {
+            if (!buf && !(buf = malloc(max_numel * sizeof(float)))) {
+                err_set(e, "out of memory: the largest tensor needs %zu MiB",
+                        max_numel * sizeof(float) >> 20);
+                goto done;
+            }
+            if (safetensors_read_f32(f, i, buf, e) ||
+                ckpt_writer_tensor(w, p->name, buf, p->ndim, p->shape, dst, e))
+                goto done;
         }
     }
     if (have_tok) {
@@ -491,6 +533,7 @@ int hf_import(const char *dir, const char *out, const HfImportOptions *opt, Err 
 done:
     if (w) ckpt_writer_abort(w);
     if (have_tok) tokenizer_free(&tok);
+    free(order);
     free(buf);
     llama_free(&table);
     safetensors_index_close(x);

@@ -454,6 +454,37 @@ int ckpt_writer_tensor_raw(CkptWriter *w, const char *name, const void *bits, in
     return rc;
 }
 
+// Bytes per row block of ckpt_writer_tensor_stream: small enough to stay in the CPU's cache
+// between the read that fills it and the write that drains it.
+#define STREAM_BLOCK_BYTES ((size_t)1 << 21)
+
+int ckpt_writer_tensor_stream(CkptWriter *w, const char *name, int ndim, const int64_t *shape,
+                              StorageDtype dt, CkptRawSource src, void *ctx, Err *e) {
+    char path[512];
+    hsize_t dims[CKPT_MAX_DIMS];
+    size_t n;
+    hid_t ftype, d;
+    if (create_tensor_dataset(w, name, ndim, shape, dt, path, sizeof path, dims, &n, &ftype, &d,
+                              e))
+        return -1;
+    const size_t esize = dt == DTYPE_F32 ? 4 : 2, row = n / dims[0], row_bytes = row * esize;
+    size_t rows = row_bytes >= STREAM_BLOCK_BYTES ? 1 : STREAM_BLOCK_BYTES / row_bytes;
+    if (rows > dims[0]) rows = (size_t)dims[0];
+    void *buf = malloc(rows * row_bytes);
+    int rc = buf ? 0 : err_set(e, "%s: out of memory staging %s", w->path, path);
+    for (hsize_t r0 = 0; rc == 0 && r0 < dims[0]; r0 += rows) {
+        hsize_t nr = dims[0] - r0 < rows ? dims[0] - r0 : rows;
+        if (src(ctx, (uint64_t)r0 * row_bytes, buf, (size_t)nr * row_bytes, e))
+            rc = -1;
+        else if (write_rows(d, ftype, buf, ndim, dims, r0, nr, row) != 0)
+            rc = write_failed(w, path, e);
+    }
+    free(buf);
+    H5Dclose(d);
+    H5Tclose(ftype);
+    return rc;
+}
+
 static int key_ok(const char *k) {
     if (!k || !*k || strcmp(k, ".") == 0 || strcmp(k, "..") == 0) return 0;
     for (; *k; k++) {

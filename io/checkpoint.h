@@ -38,6 +38,12 @@ int ckpt_writer_tensor(CkptWriter *w, const char *name, const float *data, int n
 // uint16): no conversion, e.g. safetensors tensors imported as they are stored.
 int ckpt_writer_tensor_raw(CkptWriter *w, const char *name, const void *bits, int ndim,
                            const int64_t *shape, StorageDtype dt, Err *e);
+// The same, pulled from a source in blocks of a few MiB (read, then written, while the block
+// is still in the CPU's cache): src fills dst with len stored bytes from byte byte_off of the
+// tensor. For importers that copy stored bits from another file.
+typedef int (*CkptRawSource)(void *ctx, uint64_t byte_off, void *dst, size_t len, Err *e);
+int ckpt_writer_tensor_stream(CkptWriter *w, const char *name, int ndim, const int64_t *shape,
+                              StorageDtype dt, CkptRawSource src, void *ctx, Err *e);
 // A text entry under /provenance (stored as a string dataset, no size limit).
 int ckpt_writer_provenance(CkptWriter *w, const char *key, const char *value, Err *e);
 int ckpt_writer_tokenizer(CkptWriter *w, const Tokenizer *t, Err *e);

@@ -409,6 +409,19 @@ int safetensors_read_raw(SafetensorsFile *f, size_t i, void *out, Err *e) {
     return read_at(f, what, t->offset, out, (size_t)t->nbytes, e);
 }
 
+int safetensors_read_raw_range(SafetensorsFile *f, size_t i, uint64_t byte_off, void *out,
+                               size_t len, Err *e) {
+    const SafetensorsTensor *t = NULL;
+    if (tensor_for_read(f, i, &t, e) != 0) return -1;
+    if (byte_off > t->nbytes || len > t->nbytes - byte_off)
+        return err_set(e, "%s: tensor '%s': bytes [%llu, +%zu) lie outside its %llu bytes",
+                       f->path, t->name, (unsigned long long)byte_off, len,
+                       (unsigned long long)t->nbytes);
+    char what[300];
+    snprintf(what, sizeof what, "tensor '%.256s'", t->name);
+    return read_at(f, what, t->offset + byte_off, out, len, e);
+}
+
 void safetensors_prefetch(SafetensorsFile *f, size_t i) {
     if (!f || f->fd < 0 || i >= f->n) return;
     // Advisory: the kernel starts reading while the caller is busy writing the previous tensor.

@@ -69,6 +69,9 @@ int safetensors_read_f32(SafetensorsFile *f, size_t i, float *out, Err *e);
 // Tensor i's nbytes stored bytes, unchanged (little-endian, as in the file).
 int safetensors_read_raw(SafetensorsFile *f, size_t i, void *out, Err *e);
 
+// len stored bytes of tensor i from byte byte_off of its data (a part of safetensors_read_raw).
+int safetensors_read_raw_range(SafetensorsFile *f, size_t i, uint64_t byte_off, void *out,
+                               size_t len, Err *e);
 // Asks the kernel to start reading tensor i in the background (posix_fadvise WILLNEED), so a
 // reader that handles tensors one by one overlaps the next read with its own work. Advisory.
 void safetensors_prefetch(SafetensorsFile *f, size_t i);
