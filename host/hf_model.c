@@ -16,6 +16,7 @@
 #include "safetensors.h"
 #include "sha256.h"
 #include "strbuf.h"
+#include "textfile.h"
 #include "tokenizer.h"
 
 #ifndef LETHE_VERSION
@@ -547,22 +548,11 @@ static SafetensorsDtype storage_to_st(StorageDtype d) {
     return d == DTYPE_F32 ? ST_F32 : d == DTYPE_BF16 ? ST_BF16 : ST_F16;
 }
 
-// Writes text to DIR/name atomically (temporary name, fsync, rename).
+// Writes text to DIR/name atomically (temporary name, fsync, rename, fsync of DIR).
 static int write_text_file(const char *dir, const char *name, const char *text, Err *e) {
-    char path[4096], tmp[4200];
+    char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return err_set(e, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int err = errno;
-        unlink(tmp);
-        return err_set(e, "%s: cannot write: %s (check free disk space)", path, strerror(err));
-    }
-    return 0;
+    return file_write_atomic(path, text, strlen(text), e);
 }
 
 // The architecture to write: the one the model was imported from when it is compatible, else

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "textfile.h"
+
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c reads little-endian fields with memcpy; port the loads for a big-endian host"
 #endif
@@ -82,21 +84,7 @@ static int read_at(const GgufFile *f, uint64_t off, void *dst, size_t len, const
         memcpy(dst, f->mem + off, len);
         return 0;
     }
-    uint8_t *p = dst;
-    while (len > 0) {
-        ssize_t r = pread(f->fd, p, len, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0)
-            return err_set(e, "%s: %s: read failed at offset %llu: %s", f->path, what,
-                           (unsigned long long)off, strerror(errno));
-        if (r == 0)
-            return err_set(e, "%s: %s: the file ends at offset %llu, shorter than when it was "
-                              "opened", f->path, what, (unsigned long long)off);
-        p += r;
-        off += (uint64_t)r;
-        len -= (size_t)r;
-    }
-    return 0;
+    return file_pread_exact(f->fd, f->path, what, off, dst, len, e);
 }
 
 // The header parser's sequential reader: small fields come from a window refilled with pread.
@@ -544,18 +532,10 @@ int gguf_open(GgufFile **out, const char *path, Err *e) {
     *out = NULL;
     GgufFile *f = file_new(path);
     if (!f) return err_set(e, "%s: out of memory", path);
-    struct stat st;
-    if ((f->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(f->fd, &st) != 0) {
-        err_set(e, "%s: cannot open: %s", path, strerror(errno));
+    if (file_open_read(path, &f->fd, &f->size, e)) {
         gguf_close(f);
         return -1;
     }
-    if (!S_ISREG(st.st_mode)) {
-        err_set(e, "%s: not a regular file", path);
-        gguf_close(f);
-        return -1;
-    }
-    f->size = (uint64_t)st.st_size;
     if (parse(f, e)) {
         gguf_close(f);
         return -1;

@@ -86,20 +86,7 @@ static int read_at(SafetensorsFile *f, const char *what, uint64_t off, void *dst
         memcpy(dst, f->mem + off, len);
         return 0;
     }
-    uint8_t *p = dst;
-    while (len > 0) {
-        ssize_t r = pread(f->fd, p, len, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return err_set(e, "%s: %s: read failed at offset %llu: %s", f->path,
-                                  what, (unsigned long long)off, strerror(errno));
-        if (r == 0)
-            return err_set(e, "%s: %s: file is truncated: it ends at offset %llu, before the "
-                              "data the header promises", f->path, what, (unsigned long long)off);
-        p += r;
-        off += (uint64_t)r;
-        len -= (size_t)r;
-    }
-    return 0;
+    return file_pread_exact(f->fd, f->path, what, off, dst, len, e);
 }
 
 // A JSON number that is a whole number in [0, 2^53] (every such integer is exact in a double).
@@ -326,18 +313,10 @@ int safetensors_open(SafetensorsFile **out, const char *path, Err *e) {
     *out = NULL;
     SafetensorsFile *f = file_new(path);
     if (!f) return err_set(e, "%s: out of memory", path);
-    struct stat st;
-    if ((f->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(f->fd, &st) != 0) {
-        err_set(e, "%s: cannot open: %s", path, strerror(errno));
+    if (file_open_read(path, &f->fd, &f->file_size, e)) {
         safetensors_close(f);
         return -1;
     }
-    if (!S_ISREG(st.st_mode)) {
-        err_set(e, "%s: not a regular file", path);
-        safetensors_close(f);
-        return -1;
-    }
-    f->file_size = (uint64_t)st.st_size;
     if (open_common(f, e) != 0) {
         safetensors_close(f);
         return -1;

@@ -1,4 +1,5 @@
-// Whole-file reads and crash-safe writes: a reader never sees a torn file under the final name.
+// Whole-file reads and crash-safe writes (a reader never sees a torn file under the final name),
+// and the positioned reads of the binary readers.
 #include "textfile.h"
 
 #include <errno.h>
@@ -97,4 +98,42 @@ int file_write_atomic(const char *path, const void *data, size_t len, Err *e) {
         return -1;
     }
     return file_commit(tmp, path, e);
+}
+
+int file_open_read(const char *path, int *fd, uint64_t *size, Err *e) {
+    struct stat st;
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0 || fstat(*fd, &st) != 0) {
+        int err = errno;
+        if (*fd >= 0) close(*fd);
+        *fd = -1;
+        return err_set(e, "%s: cannot open: %s", path, strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return err_set(e, "%s: not a regular file", path);
+    }
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int file_pread_exact(int fd, const char *path, const char *what, uint64_t off, void *dst,
+                     size_t len, Err *e) {
+    uint8_t *p = dst;
+    while (len > 0) {
+        ssize_t r = pread(fd, p, len, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0)
+            return err_set(e, "%s: %s: read failed at offset %llu: %s", path, what,
+                           (unsigned long long)off, strerror(errno));
+        if (r == 0)
+            return err_set(e, "%s: %s: the file ends at offset %llu, before the data its header "
+                              "promises (truncated since it was opened)",
+                           path, what, (unsigned long long)off);
+        p += r;
+        off += (uint64_t)r;
+        len -= (size_t)r;
+    }
+    return 0;
 }
