@@ -278,6 +278,31 @@ expect_error("unsupported architecture",
 expect_error("no weights", variant("noweights", drop="model.safetensors"),
              "model.safetensors")
 
+# transformers v5 spelling: rope_theta inside rope_parameters, dtype for torch_dtype, and
+# eos_token_id as a list (lethe stops on the first).
+def v5_config(c):
+    theta = c.pop("rope_theta")
+    c.pop("rope_scaling", None)
+    c["rope_parameters"] = {"rope_type": "default", "rope_theta": theta * 2}
+    c["dtype"] = c.pop("torch_dtype", "float32")
+    c["eos_token_id"] = [2, 5]
+
+
+v5 = variant("v5", v5_config)
+v5_out = os.path.join(workdir, "v5.h5")
+r = run(["convert", "--from", "hf", v5, "--out", v5_out])
+with h5py.File(v5_out, "r") as f:
+    theta, eos = float(f["config"].attrs["rope_theta"]), int(f["config"].attrs["eos_token_id"])
+if theta != 10000.0 or eos != 2:
+    fail(f"v5 config: rope_theta {theta} (want 10000 from rope_parameters), eos {eos} (want 2)")
+if "eos_token_id lists 2 ids" not in r.stderr:
+    fail(f"v5 config: no note about the eos list: {r.stderr.strip()}")
+print(f"transformers v5 config: rope_parameters.rope_theta {theta:g}, first eos {eos}, noted")
+expect_error("rope_parameters llama3 (v5)",
+             variant("v5llama3", lambda c: (v5_config(c), c["rope_parameters"].update(
+                 rope_type="llama3", factor=8.0))),
+             "rope_parameters", "llama3")
+
 if failures:
     print(f"{len(failures)} failure(s)")
     sys.exit(1)
