@@ -8,20 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "json.h"
 #include "llama.h"
+#include "model_file.h"
 #include "safetensors.h"
 #include "sha256.h"
 #include "strbuf.h"
 #include "textfile.h"
 #include "tokenizer.h"
-
-#ifndef LETHE_VERSION
-#define LETHE_VERSION "dev"
-#endif
 
 static const struct {
     HfArch arch;
@@ -364,13 +360,6 @@ static int by_file_position(const void *a, const void *b) {
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-static void utc_now(char *buf, size_t n) {
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 // DIR/tokenizer.json into t. 1: stored; 0: none (absent, or one lethe cannot reproduce exactly:
 // the weights still import, and the note says why); -1 never (the import goes on either way).
 static int import_tokenizer(const char *dir, const ModelConfig *cfg, Tokenizer *t) {
@@ -411,7 +400,7 @@ int hf_import(const char *dir, const char *out, const HfImportOptions *opt, Err 
     void *buf = NULL;
     FilePos *order = NULL;
     int rc = -1;
-    char digest[65], when[64], format[96];
+    char digest[65], format[96];
     if (safetensors_index_open(&x, dir, e) || llama_create_table(&table, &cfg, e) ||
         source_digest(dir, x, digest, e))
         goto done;
@@ -511,19 +500,19 @@ int hf_import(const char *dir, const char *out, const HfImportOptions *opt, Err 
         if (ckpt_writer_tokenizer(w, &tok, e)) goto done;
         tokenizer_digest(&tok, tokdigest);
     }
-    utc_now(when, sizeof when);
     snprintf(format, sizeof format, "hf-safetensors %s (%zu shard%s)", hf_arch_class(arch),
              safetensors_index_shard_count(x), safetensors_index_shard_count(x) == 1 ? "" : "s");
-    if (ckpt_writer_provenance(w, "engine", "lethe " LETHE_VERSION, e) ||
-        ckpt_writer_provenance(w, "created", when, e) ||
-        ckpt_writer_provenance(w, "source", dir, e) ||
-        ckpt_writer_provenance(w, "source_format", format, e) ||
-        ckpt_writer_provenance(w, "source_architecture", hf_arch_class(arch), e) ||
-        ckpt_writer_provenance(w, "source_headers_sha256", digest, e) ||
-        (notes && ckpt_writer_provenance(w, "import_notes", notes, e)) ||
-        (have_tok && ckpt_writer_provenance(w, "tokenizer_source", "tokenizer.json", e)) ||
-        (have_tok && ckpt_writer_provenance(w, "tokenizer_digest", tokdigest, e)) ||
-        (opt->command && ckpt_writer_provenance(w, "command", opt->command, e)))
+    ProvenanceEntry prov[] = {
+        {"source", dir},
+        {"source_format", format},
+        {"source_architecture", hf_arch_class(arch)},
+        {"source_headers_sha256", digest},
+        {"import_notes", notes},
+        {"tokenizer_source", have_tok ? "tokenizer.json" : NULL},
+        {"tokenizer_digest", have_tok ? tokdigest : NULL},
+        {"command", opt->command},
+    };
+    if (model_file_provenance(w, prov, sizeof prov / sizeof prov[0], e))
         goto done;
     rc = ckpt_writer_commit(w, e);
     w = NULL;
