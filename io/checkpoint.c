@@ -928,19 +928,19 @@ static int check_storage(CkptReader *r, hid_t d, const char *path, size_t bytes,
     return 0;
 }
 
-int ckpt_reader_tensor(CkptReader *r, const char *name, float *dst, int ndim,
-                       const int64_t *shape, Err *e) {
-    char path[512];
-    if (tensor_path(name, path, sizeof path) != 0)
+// Opens tensor `name` for a read into a buffer of `shape`: it must exist with that shape, a
+// storage dtype, and all its bytes inside the file. *d is open on success (the caller closes it).
+static int open_tensor_for_read(CkptReader *r, const char *name, int ndim, const int64_t *shape,
+                                char *path, size_t pathlen, hid_t *d, StorageDtype *dt,
+                                int *big_endian, size_t *numel, Err *e) {
+    if (tensor_path(name, path, pathlen) != 0)
         return err_set(e, "%s: \"%s\" is not a dotted parameter name", r->path, name);
-    hid_t d;
-    int rc = open_dataset(r, path, &d, e);
+    int rc = open_dataset(r, path, d, e);
     if (rc == 1) return missing_tensor(r, path, ndim, shape, e);
     if (rc < 0) return -1;
-    int fdim, be;
+    int fdim;
     int64_t fshape[CKPT_MAX_DIMS];
-    StorageDtype dt;
-    rc = dataset_info(r, d, path, &fdim, fshape, &dt, &be, e);
+    rc = dataset_info(r, *d, path, &fdim, fshape, dt, big_endian, e);
     if (rc == 0) {
         int same = fdim == ndim;
         for (int i = 0; same && i < ndim; i++) same = fshape[i] == shape[i];
@@ -951,14 +951,25 @@ int ckpt_reader_tensor(CkptReader *r, const char *name, float *dst, int ndim,
             rc = err_set(e, "%s: %s has shape %s, expected %s", r->path, path, a, b);
         }
     }
-    size_t n = 1;
-    for (int i = 0; rc == 0 && i < ndim; i++) n *= (size_t)shape[i];
-    size_t esize = dt == DTYPE_F32 ? 4 : 2;
-    if (rc == 0) rc = check_storage(r, d, path, n * esize, e);
+    *numel = 1;
+    for (int i = 0; rc == 0 && i < ndim; i++) *numel *= (size_t)shape[i];
+    if (rc == 0) rc = check_storage(r, *d, path, *numel * (*dt == DTYPE_F32 ? 4 : 2), e);
     if (rc != 0) {
-        H5Oclose(d);
+        H5Oclose(*d);
         return -1;
     }
+    return 0;
+}
+
+int ckpt_reader_tensor(CkptReader *r, const char *name, float *dst, int ndim,
+                       const int64_t *shape, Err *e) {
+    char path[512];
+    hid_t d;
+    StorageDtype dt;
+    int be, rc = 0;
+    size_t n;
+    if (open_tensor_for_read(r, name, ndim, shape, path, sizeof path, &d, &dt, &be, &n, e))
+        return -1;
     // One read of the raw bits. 2-byte types land in the upper half of dst and are widened in
     // place front to back: float i overwrites only 2-byte slots < i, which are consumed already.
     unsigned char *base = (unsigned char *)dst;
@@ -992,29 +1003,14 @@ int ckpt_reader_tensor(CkptReader *r, const char *name, float *dst, int ndim,
 int ckpt_reader_tensor_raw(CkptReader *r, const char *name, void *dst, int ndim,
                            const int64_t *shape, StorageDtype *dt_out, Err *e) {
     char path[512];
-    if (tensor_path(name, path, sizeof path) != 0)
-        return err_set(e, "%s: \"%s\" is not a dotted parameter name", r->path, name);
     hid_t d;
-    int rc = open_dataset(r, path, &d, e);
-    if (rc == 1) return missing_tensor(r, path, ndim, shape, e);
-    if (rc < 0) return -1;
-    int fdim, be;
-    int64_t fshape[CKPT_MAX_DIMS];
     StorageDtype dt;
-    rc = dataset_info(r, d, path, &fdim, fshape, &dt, &be, e);
-    int same = rc == 0 && fdim == ndim;
-    for (int i = 0; same && i < ndim; i++) same = fshape[i] == shape[i];
-    if (rc == 0 && !same) {
-        char a[128], b[128];
-        shape_str(a, sizeof a, fdim, fshape);
-        shape_str(b, sizeof b, ndim, shape);
-        rc = err_set(e, "%s: %s has shape %s, expected %s", r->path, path, a, b);
-    }
-    size_t n = 1;
-    for (int i = 0; rc == 0 && i < ndim; i++) n *= (size_t)shape[i];
-    if (rc == 0) rc = check_storage(r, d, path, n * (dt == DTYPE_F32 ? 4 : 2), e);
-    hid_t mtype = rc == 0 ? H5Dget_type(d) : H5I_INVALID_HID;
-    if (rc == 0 && (mtype < 0 || H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)) {
+    int be, rc = 0;
+    size_t n;
+    if (open_tensor_for_read(r, name, ndim, shape, path, sizeof path, &d, &dt, &be, &n, e))
+        return -1;
+    hid_t mtype = H5Dget_type(d);
+    if (mtype < 0 || H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
         char last[512];
         h5util_last_error(last, sizeof last, NULL, 0);
         rc = err_set(e, "%s: reading %s: the file is truncated or damaged (HDF5: %s)", r->path,
