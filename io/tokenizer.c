@@ -853,6 +853,23 @@ static int split_added(Enc *c, const char *text, size_t len, int pass, int first
     return 0;
 }
 
+// s with every " " replaced by "▁" (SPACE_MARK), led by one "▁" when prefix: SentencePiece's
+// space marking (HF Metaspace / Prepend + Replace, llama.cpp's SPM). malloc'd, *out_len bytes.
+static char *mark_spaces(const char *s, size_t len, int prefix, size_t *out_len) {
+    size_t n_sp = 0;
+    for (size_t i = 0; i < len; i++) n_sp += s[i] == ' ';
+    char *alt = malloc(len + 2 * n_sp + 4);
+    if (!alt) return NULL;
+    size_t m = 0;
+    if (prefix) memcpy(alt, SPACE_MARK, 3), m = 3;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == ' ') memcpy(alt + m, SPACE_MARK, 3), m += 3;
+        else alt[m++] = s[i];
+    }
+    *out_len = m;
+    return alt;
+}
+
 // Pre-tokenises and merges one stretch of normalised text. `first`: it starts the input text.
 static int encode_part(Enc *c, const char *s, size_t len, int first) {
     const TokenizerOptions *o = &c->t->opt;
@@ -864,17 +881,8 @@ static int encode_part(Enc *c, const char *s, size_t len, int first) {
         int prefix = len > 0 && !marked && !suppress &&
                      (o->prepend_scheme == TOKENIZER_PREPEND_ALWAYS ||
                       (o->prepend_scheme == TOKENIZER_PREPEND_FIRST && first));
-        size_t n_sp = 0;
-        for (size_t i = 0; i < len; i++) n_sp += s[i] == ' ';
-        if (!(alt = malloc(len + 2 * n_sp + 4))) goto oom;
-        size_t m = 0;
-        if (prefix) memcpy(alt, SPACE_MARK, 3), m = 3;
-        for (size_t i = 0; i < len; i++) {
-            if (s[i] == ' ') memcpy(alt + m, SPACE_MARK, 3), m += 3;
-            else alt[m++] = s[i];
-        }
+        if (!(alt = mark_spaces(s, len, prefix, &len))) goto oom;
         s = alt;
-        len = m;
     } else if (o->byte_level_prefix_space && len > 0 && s[0] != ' ' && !suppress) {
         if (!(alt = malloc(len + 1))) goto oom;
         alt[0] = ' ';
@@ -908,17 +916,8 @@ static int encode_segment(Enc *c, const char *s, size_t len, int first) {
         // stretch; llama.cpp's add_space_prefix at the start and after every special token.
         int prefix = len > 0 && (o->kind == TOKENIZER_SPM_SCORES ? o->add_prefix_space : 1);
         if (first && !c->prefix_ok) prefix = 0;
-        size_t n_sp = 0;
-        for (size_t i = 0; i < len; i++) n_sp += s[i] == ' ';
-        if (!(alt = malloc(len + 2 * n_sp + 4))) goto oom;
-        size_t m = 0;
-        if (prefix) memcpy(alt, SPACE_MARK, 3), m = 3;
-        for (size_t i = 0; i < len; i++) {
-            if (s[i] == ' ') memcpy(alt + m, SPACE_MARK, 3), m += 3;
-            else alt[m++] = s[i];
-        }
+        if (!(alt = mark_spaces(s, len, prefix, &len))) goto oom;
         s = alt;
-        len = m;
     }
     if (o->kind == TOKENIZER_SPM_SCORES) rc = spm_encode(c, s, len, 0);
     else if (t->index->n_added_normalized > 0) rc = split_added(c, s, len, 1, first, encode_part);
